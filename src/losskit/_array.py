@@ -1,0 +1,323 @@
+"""Array-library plumbing: namespaces, devices, dtypes, conversion and shapes.
+
+Every loss resolves the array namespace ``xp`` once, from ``y_pred``, and
+threads it through.  Nothing here looks at array *values*, only at shapes and
+dtypes, so the same code runs eagerly, under ``jax.jit`` and under
+``torch.compile``, and stays lazy on Dask.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Callable, Sequence
+from types import ModuleType
+from typing import Any, TypeVar
+
+import array_api_compat
+import array_api_compat.numpy as np_xp
+import numpy as _np
+
+from losskit import _config
+
+Array = Any
+Namespace = ModuleType
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+_LOW_PRECISION = ("float16", "bfloat16")
+
+
+def namespace_of(x: Any) -> Namespace:
+    """The array-API namespace of ``x``; NumPy's for lists and scalars."""
+    if array_api_compat.is_array_api_obj(x):
+        return array_api_compat.array_namespace(x)
+    return np_xp
+
+
+def device_of(x: Array) -> Any:
+    """The device of ``x``, or None where it cannot be known (jit tracers)."""
+    try:
+        return array_api_compat.device(x)
+    except Exception:  # pragma: no cover - libraries without device info
+        return None
+
+
+def dtype_name(dtype: Any) -> str:
+    """A dtype's canonical name ("float32", "int64", "bfloat16", ...)."""
+    if isinstance(dtype, str):
+        return dtype
+    name = getattr(dtype, "name", None)
+    if isinstance(name, str):
+        return name
+    text = str(dtype)
+    for prefix in ("torch.", "array_api_strict.", "dtype(", "<class 'numpy."):
+        if text.startswith(prefix):
+            text = text[len(prefix) :]
+    return text.strip("')>")
+
+
+def standardize_float_type(dtype: Any, argument: str = "dtype") -> str:
+    """Validate a float type given as a string or a library dtype object.
+
+    Accepts Keras's mixed-precision policy names, whose compute dtype is the
+    low-precision type ("mixed_float16" -> "float16").
+    """
+    if dtype is None:
+        return _config.floatx()
+    name = dtype_name(dtype)
+    compute = getattr(dtype, "compute_dtype", None)  # a keras.DTypePolicy
+    if isinstance(compute, str):
+        name = compute
+    name = {"mixed_float16": "float16", "mixed_bfloat16": "bfloat16"}.get(name, name)
+    if name not in _config.FLOAT_TYPES:
+        raise ValueError(
+            f"Invalid value for argument `{argument}`: {dtype!r}. Expected one "
+            f"of {_config.FLOAT_TYPES} (or a dtype object of those types)."
+        )
+    return name
+
+
+def float_dtype(xp: Namespace, name: str) -> Any:
+    """The dtype object named ``name`` in namespace ``xp``."""
+    dtype = getattr(xp, name, None)
+    if dtype is None and name == "bfloat16" and array_api_compat.is_numpy_namespace(xp):
+        try:
+            import ml_dtypes
+        except ImportError:
+            ml_dtypes = None
+        if ml_dtypes is not None:
+            dtype = ml_dtypes.bfloat16
+    if dtype is None:
+        raise TypeError(
+            f"The array library {xp.__name__} has no {name} dtype; "
+            "choose another `dtype` or array library."
+        )
+    return dtype
+
+
+def is_floating(xp: Namespace, dtype: Any) -> bool:
+    if dtype_name(dtype) == "bfloat16":
+        return True
+    return bool(xp.isdtype(dtype, "real floating"))
+
+
+def _is_numeric(xp: Namespace, dtype: Any) -> bool:
+    if dtype_name(dtype) == "bfloat16":
+        return True
+    try:
+        return bool(xp.isdtype(dtype, ("bool", "integral", "real floating")))
+    except (TypeError, ValueError):
+        return False
+
+
+def _describe(x: Any) -> str:
+    shape = getattr(x, "shape", None)
+    dtype = getattr(x, "dtype", None)
+    if shape is not None and dtype is not None:
+        return f"{type(x).__module__}.{type(x).__name__} of shape {tuple(shape)} and dtype {dtype_name(dtype)}"
+    return f"{type(x).__name__} {x!r:.80}"
+
+
+def as_array(
+    xp: Namespace,
+    x: Any,
+    argument: str,
+    *,
+    dtype: Any = None,
+    device: Any = None,
+) -> Array:
+    """Convert ``x`` to an array of namespace ``xp`` on ``device``.
+
+    ``x`` may be an array of another library (NumPy labels for torch
+    predictions), a list or a scalar.  Raises TypeError for non-numeric input
+    and ValueError for an array on another device of the same library.
+    """
+    if array_api_compat.is_array_api_obj(x):
+        source = array_api_compat.array_namespace(x)
+        if source is xp:
+            source_device = device_of(x)
+            if device is not None and source_device is not None and source_device != device:
+                raise ValueError(
+                    f"`{argument}` is on device {source_device!r} but `y_pred` is "
+                    f"on device {device!r}. Move them to the same device first."
+                )
+        else:
+            x = _convert_foreign(xp, x, argument, device)
+    else:
+        try:
+            x = xp.asarray(x, device=device)
+        except Exception as error:
+            raise TypeError(
+                f"`{argument}` must be an array or a nested sequence of numbers. "
+                f"Received: {_describe(x)} ({error})."
+            ) from None
+    if not _is_numeric(xp, x.dtype):
+        raise TypeError(
+            f"`{argument}` must hold booleans, integers or real floats. "
+            f"Received: {_describe(x)}."
+        )
+    if dtype is not None and x.dtype != dtype:
+        x = xp.astype(x, dtype)
+    return x
+
+
+def _convert_foreign(xp: Namespace, x: Array, argument: str, device: Any) -> Array:
+    try:
+        return xp.asarray(x, device=device)
+    except Exception as first_error:
+        try:
+            converted = xp.from_dlpack(x)
+            return converted if device is None else xp.asarray(converted, device=device)
+        except Exception:
+            raise ValueError(
+                f"Cannot convert `{argument}` ({_describe(x)}, on device "
+                f"{device_of(x)!r}) to the array library of `y_pred` "
+                f"({xp.__name__}, device {device!r}): {first_error}. Convert it "
+                "yourself, on the device of `y_pred`."
+            ) from None
+
+
+def prediction_array(y_pred: Any) -> tuple[Namespace, Array]:
+    """Resolve the namespace from ``y_pred`` and make it a float array.
+
+    Floating arrays keep their dtype; integers, booleans, lists and scalars
+    become ``floatx()``.
+    """
+    xp = namespace_of(y_pred)
+    was_array = array_api_compat.is_array_api_obj(y_pred)
+    y_pred = as_array(xp, y_pred, "y_pred")
+    if not (was_array and is_floating(xp, y_pred.dtype)):
+        y_pred = xp.astype(y_pred, float_dtype(xp, _config.floatx()))
+    return xp, y_pred
+
+
+def prepare_pair(y_true: Any, y_pred: Any) -> tuple[Namespace, Array, Array]:
+    """Namespace from ``y_pred``; ``y_true`` converted to its library, device
+    and dtype, as Keras's function forms do."""
+    xp, y_pred = prediction_array(y_pred)
+    y_true = as_array(xp, y_true, "y_true", dtype=y_pred.dtype, device=device_of(y_pred))
+    return xp, y_true, y_pred
+
+
+def align_ranks(
+    xp: Namespace, x1: Array, x2: Array, expand_rank_1: bool = True
+) -> tuple[Array, Array]:
+    """Keras's rank alignment: when ranks differ by exactly one and the longer
+    array ends in a dimension of 1, expand a rank-1 partner (if allowed),
+    otherwise squeeze the longer one."""
+    rank1, rank2 = x1.ndim, x2.ndim
+    if rank1 == rank2 + 1 and x1.shape[-1] == 1:
+        if rank2 == 1 and expand_rank_1:
+            x2 = xp.expand_dims(x2, axis=-1)
+        else:
+            x1 = xp.squeeze(x1, axis=-1)
+    elif rank2 == rank1 + 1 and x2.shape[-1] == 1:
+        if rank1 == 1 and expand_rank_1:
+            x1 = xp.expand_dims(x1, axis=-1)
+        else:
+            x2 = xp.squeeze(x2, axis=-1)
+    return x1, x2
+
+
+def check_same_shape(y_true: Array, y_pred: Array, loss: str) -> None:
+    """Raise ValueError unless ``y_true`` and ``y_pred`` have the same shape."""
+    if tuple(y_true.shape) != tuple(y_pred.shape):
+        raise ValueError(
+            f"{loss}: `y_true` and `y_pred` must have the same shape (after "
+            "aligning a trailing dimension of 1). Received: y_true.shape="
+            f"{tuple(y_true.shape)}, y_pred.shape={tuple(y_pred.shape)}. "
+            "losskit never broadcasts one against the other."
+        )
+
+
+def check_min_rank(x: Array, rank: int, argument: str, loss: str) -> None:
+    if x.ndim < rank:
+        raise ValueError(
+            f"{loss}: `{argument}` must have rank >= {rank} (the last axis is "
+            f"reduced). Received: {argument}.shape={tuple(x.shape)}."
+        )
+
+
+def normalize_axis(axis: int, ndim: int, argument: str = "axis") -> int:
+    """``axis`` as a non-negative index into ``ndim`` dimensions."""
+    if isinstance(axis, bool) or not isinstance(axis, int):
+        raise TypeError(
+            f"`{argument}` must be an int. Received: {argument}={axis!r} of "
+            f"type {type(axis).__name__}."
+        )
+    if not -ndim <= axis < ndim:
+        raise ValueError(
+            f"`{argument}`={axis} is out of range for an array of rank {ndim}."
+        )
+    return axis % ndim
+
+
+def normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ...] | None:
+    """``axis`` (None, an int or a sequence of ints) as sorted non-negative ints."""
+    if axis is None:
+        return None
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    normalized = tuple(normalize_axis(a, ndim) for a in axes)
+    if len(set(normalized)) != len(normalized):
+        raise ValueError(f"`axis` has repeated entries: {axis!r}.")
+    return tuple(sorted(normalized))
+
+
+def accumulation_dtype(xp: Namespace, dtype: Any) -> Any:
+    """float32 for float16/bfloat16 (their sums overflow), else ``dtype``."""
+    return xp.float32 if dtype_name(dtype) in _LOW_PRECISION else dtype
+
+
+def _upcast(xp: Namespace, x: Array) -> tuple[Array, Any]:
+    target = accumulation_dtype(xp, x.dtype)
+    return (x if target == x.dtype else xp.astype(x, target)), x.dtype
+
+
+def mean(xp: Namespace, x: Array, axis: int | tuple[int, ...] | None = -1) -> Array:
+    """Mean over ``axis``, accumulated in float32 for low-precision input."""
+    wide, dtype = _upcast(xp, x)
+    return _restore(xp, xp.mean(wide, axis=axis), dtype)
+
+
+def total(
+    xp: Namespace,
+    x: Array,
+    axis: int | tuple[int, ...] | None = None,
+    keepdims: bool = False,
+) -> Array:
+    """Sum over ``axis``, accumulated in float32 for low-precision input."""
+    wide, dtype = _upcast(xp, x)
+    return _restore(xp, xp.sum(wide, axis=axis, keepdims=keepdims), dtype)
+
+
+def _restore(xp: Namespace, x: Array, dtype: Any) -> Array:
+    return as_ndarray(x if x.dtype == dtype else xp.astype(x, dtype))
+
+
+def returns_array(fn: _F) -> _F:
+    """Decorate a loss function so a NumPy scalar result (NumPy turns 0-d
+    arithmetic into scalars) comes back as a 0-d array."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        return as_ndarray(fn(*args, **kwargs))
+
+    return wrapper  # type: ignore[return-value]
+
+
+def as_ndarray(x: Array) -> Array:
+    """NumPy reductions over all axes return scalars; make them 0-d arrays
+    like every other library's (and Keras's) results."""
+    if isinstance(x, _np.generic):
+        return _np.asarray(x)
+    return x
+
+
+def size(shape: Sequence[int | None]) -> int:
+    """Number of elements of a (static) shape."""
+    return math.prod(int(d) for d in shape)  # type: ignore[arg-type]
+
+
+def scalar(xp: Namespace, value: float, like: Array) -> Array:
+    """A 0-d array holding ``value`` with the dtype and device of ``like``."""
+    return xp.asarray(value, dtype=like.dtype, device=device_of(like))

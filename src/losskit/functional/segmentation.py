@@ -1,0 +1,94 @@
+"""Overlap losses for segmentation: Dice and Tversky.
+
+Both reduce over ``axis`` (all axes by default, giving one scalar for the
+whole batch; pass e.g. ``axis=(1, 2, 3)`` for one loss per image).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+from typing import Any
+
+from losskit import _array, _config
+from losskit._array import Array, Namespace
+
+__all__ = ["dice", "tversky"]
+
+Axis = int | Sequence[int] | None
+
+
+def _overlap_pair(
+    y_true: Any, y_pred: Any, axis: Axis, loss: str
+) -> tuple[Namespace, Array, Array, tuple[int, ...] | None]:
+    xp, y_true, y_pred = _array.prepare_pair(y_true, y_pred)
+    _array.check_same_shape(y_true, y_pred, loss)
+    return xp, y_true, y_pred, _array.normalize_axes(axis, y_pred.ndim)
+
+
+@_array.returns_array
+def dice(y_true: Any, y_pred: Any, axis: Axis = None) -> Array:
+    """Dice loss over ``axis``.
+
+    ``loss = 1 - 2 * sum(y_true * y_pred) / (sum(y_true) + sum(y_pred) + eps)``
+
+    >>> import losskit
+    >>> y_true = [[[[1.0], [1.0]], [[0.0], [0.0]]], [[[1.0], [1.0]], [[0.0], [0.0]]]]
+    >>> y_pred = [[[[0.0], [1.0]], [[0.0], [1.0]]], [[[0.4], [0.0]], [[0.0], [0.9]]]]
+    >>> losskit.dice(y_true, y_pred, axis=(1, 2, 3))
+    array([0.5       , 0.75757575], dtype=float32)
+    >>> losskit.dice(y_true, y_pred)
+    array(0.6164384, dtype=float32)
+    """
+    xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "dice")
+    intersection = _array.total(xp, y_true * y_pred, axis=axes)
+    denominator = (
+        _array.total(xp, y_true, axis=axes)
+        + _array.total(xp, y_pred, axis=axes)
+        + _config.epsilon()
+    )
+    return 1.0 - 2.0 * intersection / denominator
+
+
+def check_coefficient(value: Any, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(
+            f"`{name}` must be a real number. Received: {name}={value!r} of type "
+            f"{type(value).__name__}."
+        )
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}.")
+    return float(value)
+
+
+@_array.returns_array
+def tversky(
+    y_true: Any, y_pred: Any, alpha: float = 0.5, beta: float = 0.5, axis: Axis = None
+) -> Array:
+    """Tversky loss over ``axis``.
+
+    With ``tp = sum(y_true * y_pred)``, ``fp = sum((1 - y_true) * y_pred)`` and
+    ``fn = sum(y_true * (1 - y_pred))``::
+
+        loss = 1 - tp / (tp + alpha * fp + beta * fn + eps)
+
+    ``alpha`` weighs false positives and ``beta`` false negatives, as in
+    Salehi et al. (2017) and upstream Keras; Keras 3.15 swaps them.  With
+    ``alpha = beta = 0.5`` it equals the Dice loss.
+
+    >>> import losskit
+    >>> y_true, y_pred = [[1.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]]  # tp=1, fp=2, fn=0
+    >>> losskit.tversky(y_true, y_pred, alpha=0.9, beta=0.1)
+    array(0.64285713, dtype=float32)
+    """
+    alpha = check_coefficient(alpha, "alpha")
+    beta = check_coefficient(beta, "beta")
+    xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "tversky")
+    true_positive = _array.total(xp, y_true * y_pred, axis=axes)
+    false_positive = _array.total(xp, (1.0 - y_true) * y_pred, axis=axes)
+    false_negative = _array.total(xp, y_true * (1.0 - y_pred), axis=axes)
+    denominator = (
+        true_positive + alpha * false_positive + beta * false_negative + _config.epsilon()
+    )
+    return 1.0 - true_positive / denominator

@@ -1,0 +1,673 @@
+"""Loss classes: ``Loss``, ``LossFunctionWrapper`` and one class per loss.
+
+A loss object is called as ``loss(y_true, y_pred, sample_weight=None,
+mask=None)``.  It casts both inputs to its ``dtype`` (``floatx()`` by
+default), computes the per-sample losses, and weights, masks and reduces them
+with Keras's rules (see :mod:`losskit.reduction`).
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any, ClassVar
+
+from losskit import _array, functional
+from losskit._array import Array
+from losskit.functional.probabilistic import (
+    check_class_axis,
+    check_ignore_class,
+    check_label_smoothing,
+    sparse_categorical_crossentropy_with_mask,
+)
+from losskit.functional.regression import check_delta
+from losskit.functional.segmentation import check_coefficient
+from losskit.reduction import reduce_weighted_values, standardize_reduction
+
+__all__ = [
+    "BinaryCrossentropy",
+    "CategoricalCrossentropy",
+    "CategoricalHinge",
+    "CosineSimilarity",
+    "Dice",
+    "Hinge",
+    "Huber",
+    "KLDivergence",
+    "LogCosh",
+    "Loss",
+    "LossFunctionWrapper",
+    "MeanAbsoluteError",
+    "MeanAbsolutePercentageError",
+    "MeanSquaredError",
+    "MeanSquaredLogarithmicError",
+    "Poisson",
+    "SparseCategoricalCrossentropy",
+    "SquaredHinge",
+    "Tversky",
+]
+
+_name_counts: collections.Counter[str] = collections.Counter()
+_name_lock = threading.Lock()
+
+
+def to_snake_case(name: str) -> str:
+    """``"MyLoss"`` -> ``"my_loss"``."""
+    name = re.sub(r"\W+", "", name)
+    name = re.sub("(.)([A-Z][a-z]+)", r"\1_\2", name)
+    return re.sub("([a-z])([A-Z])", r"\1_\2", name).lower()
+
+
+def unique_name(prefix: str) -> str:
+    """``prefix``, then ``prefix_1``, ``prefix_2``, ... (as Keras names objects)."""
+    with _name_lock:
+        count = _name_counts[prefix]
+        _name_counts[prefix] += 1
+    return prefix if count == 0 else f"{prefix}_{count}"
+
+
+class Loss:
+    """Base class of all losses.
+
+    Subclass it and implement ``call(y_true, y_pred)``, returning per-sample
+    losses as an array of the library of ``y_pred`` (get its namespace with
+    ``array_api_compat.array_namespace(y_pred)``).  Calling the object casts
+    the inputs to ``dtype`` and applies ``sample_weight``, ``mask`` and the
+    reduction.
+
+    Args:
+        name: name of the loss; defaults to the class name in snake case.
+        reduction: ``"sum_over_batch_size"`` (default), ``"sum"``, ``"mean"``,
+            ``"mean_with_sample_weight"``, ``"none"`` or ``None``; see
+            :mod:`losskit.reduction`.
+        dtype: dtype of the computation: ``"float16"``, ``"bfloat16"``,
+            ``"float32"`` or ``"float64"`` (or a dtype object); ``None`` means
+            ``losskit.floatx()`` at construction.
+
+    >>> import numpy as np
+    >>> import array_api_compat
+    >>> class MeanFourthPower(Loss):
+    ...     def call(self, y_true, y_pred):
+    ...         xp = array_api_compat.array_namespace(y_pred)
+    ...         return xp.mean((y_true - y_pred) ** 4, axis=-1)
+    >>> loss = MeanFourthPower()
+    >>> loss.name
+    'mean_fourth_power'
+    >>> float(loss(np.zeros((2, 2)), np.ones((2, 2))))
+    1.0
+    """
+
+    def __init__(
+        self,
+        name: str | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        dtype: Any = None,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"`name` must be a string. Received: name={name!r}.")
+        self.name = name or unique_name(to_snake_case(type(self).__name__))
+        self.reduction = standardize_reduction(reduction)
+        self._dtype = _array.standardize_float_type(dtype)
+
+    @property
+    def dtype(self) -> str:
+        """The dtype the inputs are cast to, as a string."""
+        return self._dtype
+
+    def __call__(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any = None,
+        mask: Any = None,
+    ) -> Array:
+        """Compute the reduced loss.
+
+        Args:
+            y_true: targets (any array library, list or scalar).
+            y_pred: predictions; their library and device are the result's.
+            sample_weight: None, a scalar, or weights aligned with the
+                per-sample losses (see :mod:`losskit.reduction`).
+            mask: None or a boolean array over the per-sample losses; False
+                entries are left out (Keras takes masks from tensors).
+        """
+        xp = _array.namespace_of(y_pred)
+        dtype = _array.float_dtype(xp, self._dtype)
+        y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
+        y_true = _array.as_array(
+            xp, y_true, "y_true", dtype=dtype, device=_array.device_of(y_pred)
+        )
+        values, loss_mask = self.call_with_mask(y_true, y_pred)
+        if loss_mask is not None:
+            if mask is None:
+                mask = loss_mask
+            else:
+                user_mask = _array.as_array(
+                    xp, mask, "mask", device=_array.device_of(y_pred)
+                )
+                mask = xp.logical_and(user_mask != 0, loss_mask)
+        return reduce_weighted_values(
+            values,
+            sample_weight=sample_weight,
+            mask=mask,
+            reduction=self.reduction,
+            dtype=dtype,
+        )
+
+    def call(self, y_true: Array, y_pred: Array) -> Array:
+        """Per-sample losses; implemented by subclasses."""
+        raise NotImplementedError(
+            f"{type(self).__name__} must implement call(y_true, y_pred)."
+        )
+
+    def call_with_mask(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+        """Per-sample losses and a mask of the entries that count (or None).
+
+        Override it instead of :meth:`call` for losses that exclude entries,
+        like ``ignore_class`` in sparse categorical crossentropy.
+        """
+        return self.call(y_true, y_pred), None
+
+    def get_config(self) -> dict[str, Any]:
+        """The constructor arguments, as a JSON-serialisable dict."""
+        return {"name": self.name, "reduction": self.reduction, "dtype": self._dtype}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        """Rebuild a loss from :meth:`get_config`'s output."""
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({arguments})"
+
+
+class LossFunctionWrapper(Loss):
+    """Turn a per-sample function ``fn(y_true, y_pred, **kwargs)`` into a loss.
+
+    Before calling ``fn``, a trailing dimension of 1 on ``y_true`` or ``y_pred``
+    is aligned away (Keras's rank alignment).
+
+    >>> import numpy as np
+    >>> import losskit
+    >>> loss = LossFunctionWrapper(losskit.huber, delta=0.5, reduction="sum")
+    >>> float(loss(np.array([[0.0], [2.0]]), np.array([[1.0], [2.0]])))
+    0.375
+    """
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        reduction: str | None = "sum_over_batch_size",
+        name: str | None = None,
+        dtype: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError(f"`fn` must be callable. Received: fn={fn!r}.")
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        self.fn = fn
+        self._fn_kwargs = kwargs
+
+    def call(self, y_true: Array, y_pred: Array) -> Array:
+        xp = _array.namespace_of(y_pred)
+        y_true, y_pred = _array.align_ranks(xp, y_true, y_pred)
+        return self.fn(y_true, y_pred, **self._fn_kwargs)
+
+    def get_config(self) -> dict[str, Any]:
+        from losskit.registry import serialize_function
+
+        config = super().get_config()
+        config["fn"] = serialize_function(self.fn)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        from losskit.registry import deserialize_function
+
+        config = dict(config)
+        if "fn" in config:
+            config["fn"] = deserialize_function(config["fn"])
+        return cls(**config)
+
+
+class _BuiltinLoss(LossFunctionWrapper):
+    """A wrapper around one of losskit's functions, whose config is its
+    constructor arguments (no ``fn`` key, as in Keras)."""
+
+    function: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        reduction: str | None,
+        name: str | None,
+        dtype: Any,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            type(self).function, reduction=reduction, name=name, dtype=dtype, **kwargs
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = Loss.get_config(self)
+        config.update(self._fn_kwargs)
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Loss:
+        return cls(**config)
+
+
+class MeanSquaredError(_BuiltinLoss):
+    """Mean of squares of errors; see :func:`losskit.mean_squared_error`.
+
+    >>> import losskit
+    >>> float(losskit.MeanSquaredError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]))
+    0.5
+    """
+
+    function = staticmethod(functional.mean_squared_error)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "mean_squared_error",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class MeanAbsoluteError(_BuiltinLoss):
+    """Mean of absolute errors; see :func:`losskit.mean_absolute_error`.
+
+    >>> import losskit
+    >>> float(losskit.MeanAbsoluteError()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [1.0, 0.0]]))
+    0.5
+    """
+
+    function = staticmethod(functional.mean_absolute_error)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "mean_absolute_error",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class MeanAbsolutePercentageError(_BuiltinLoss):
+    """Mean absolute percentage error; see
+    :func:`losskit.mean_absolute_percentage_error`.
+
+    >>> import losskit
+    >>> float(losskit.MeanAbsolutePercentageError()([[2.0, 4.0]], [[1.0, 5.0]]))
+    37.5
+    """
+
+    function = staticmethod(functional.mean_absolute_percentage_error)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "mean_absolute_percentage_error",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class MeanSquaredLogarithmicError(_BuiltinLoss):
+    """Mean squared logarithmic error; see
+    :func:`losskit.mean_squared_logarithmic_error`.
+
+    >>> import losskit
+    >>> round(float(losskit.MeanSquaredLogarithmicError()([[0.0, 1.0]], [[1.0, 1.0]])), 5)
+    0.24023
+    """
+
+    function = staticmethod(functional.mean_squared_logarithmic_error)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "mean_squared_logarithmic_error",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class CosineSimilarity(_BuiltinLoss):
+    """Negative cosine similarity along ``axis``; see
+    :func:`losskit.cosine_similarity`.
+
+    Its config keeps ``axis`` (Keras 3.15 drops it; fixed upstream).
+
+    >>> import losskit
+    >>> loss = losskit.CosineSimilarity(axis=-1)
+    >>> round(float(loss([[0.0, 1.0], [1.0, 1.0]], [[1.0, 0.0], [1.0, 1.0]])), 5)
+    -0.5
+    """
+
+    function = staticmethod(functional.cosine_similarity)
+
+    def __init__(
+        self,
+        axis: int | Sequence[int] = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "cosine_similarity",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype, axis=_config_axis(axis))
+
+
+class Huber(_BuiltinLoss):
+    """Huber loss; see :func:`losskit.huber`.
+
+    ``delta`` must be > 0, and the config keeps it (Keras 3.15 accepts any
+    ``delta`` and drops it from the config; both fixed upstream).
+
+    >>> import losskit
+    >>> round(float(losskit.Huber()([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
+    0.155
+    """
+
+    function = staticmethod(functional.huber)
+
+    def __init__(
+        self,
+        delta: float = 1.0,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "huber_loss",
+        dtype: Any = None,
+    ) -> None:
+        check_delta(delta)
+        super().__init__(reduction, name, dtype, delta=delta)
+
+
+class LogCosh(_BuiltinLoss):
+    """Logarithm of the hyperbolic cosine of the error; see
+    :func:`losskit.log_cosh`.
+
+    >>> import losskit
+    >>> round(float(losskit.LogCosh()([[0.0, 1.0], [0.0, 0.0]], [[1.0, 1.0], [0.0, 0.0]])), 3)
+    0.108
+    """
+
+    function = staticmethod(functional.log_cosh)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "log_cosh",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class Hinge(_BuiltinLoss):
+    """Hinge loss; see :func:`losskit.hinge`.
+
+    >>> import losskit
+    >>> round(float(losskit.Hinge()([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
+    1.3
+    """
+
+    function = staticmethod(functional.hinge)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "hinge",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class SquaredHinge(_BuiltinLoss):
+    """Squared hinge loss; see :func:`losskit.squared_hinge`.
+
+    >>> import losskit
+    >>> round(float(losskit.SquaredHinge()([[0.0, 1.0], [0.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
+    1.86
+    """
+
+    function = staticmethod(functional.squared_hinge)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "squared_hinge",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class CategoricalHinge(_BuiltinLoss):
+    """Categorical hinge loss; see :func:`losskit.categorical_hinge`.
+
+    >>> import losskit
+    >>> round(float(losskit.CategoricalHinge()([[0.0, 1.0], [1.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
+    1.2
+    """
+
+    function = staticmethod(functional.categorical_hinge)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_hinge",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class KLDivergence(_BuiltinLoss):
+    """Kullback-Leibler divergence; see :func:`losskit.kl_divergence`.
+
+    >>> import losskit
+    >>> round(float(losskit.KLDivergence()([[0.5, 0.5]], [[0.25, 0.75]])), 5)
+    0.14384
+    """
+
+    function = staticmethod(functional.kl_divergence)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "kl_divergence",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class Poisson(_BuiltinLoss):
+    """Poisson loss; see :func:`losskit.poisson`.
+
+    >>> import losskit
+    >>> round(float(losskit.Poisson()([[1.0, 0.0]], [[1.0, 2.0]])), 5)
+    1.5
+    """
+
+    function = staticmethod(functional.poisson)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "poisson",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class BinaryCrossentropy(_BuiltinLoss):
+    """Binary crossentropy; see :func:`losskit.binary_crossentropy`.
+
+    >>> import losskit
+    >>> loss = losskit.BinaryCrossentropy(from_logits=True)
+    >>> round(float(loss([[0.0, 1.0, 0.0, 0.0]], [[-18.6, 0.51, 2.94, -12.8]])), 5)
+    0.86546
+    """
+
+    function = staticmethod(functional.binary_crossentropy)
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "binary_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        check_label_smoothing(label_smoothing)
+        check_class_axis(axis)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            from_logits=bool(from_logits),
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
+
+
+class CategoricalCrossentropy(_BuiltinLoss):
+    """Categorical crossentropy; see :func:`losskit.categorical_crossentropy`.
+
+    >>> import losskit
+    >>> loss = losskit.CategoricalCrossentropy()
+    >>> round(float(loss([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 5)
+    1.17694
+    """
+
+    function = staticmethod(functional.categorical_crossentropy)
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        check_label_smoothing(label_smoothing)
+        check_class_axis(axis)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            from_logits=bool(from_logits),
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
+
+
+class SparseCategoricalCrossentropy(_BuiltinLoss):
+    """Categorical crossentropy with integer labels; see
+    :func:`losskit.sparse_categorical_crossentropy`.
+
+    With ``ignore_class``, entries with that label are left out of the
+    reduction (the mean is over the other entries).  The config keeps
+    ``axis`` (Keras 3.15 drops it; fixed upstream).
+
+    >>> import losskit
+    >>> loss = losskit.SparseCategoricalCrossentropy(ignore_class=0)
+    >>> round(float(loss([1, 0], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 5)
+    0.05129
+    """
+
+    function = staticmethod(functional.sparse_categorical_crossentropy)
+
+    def __init__(
+        self,
+        from_logits: bool = False,
+        ignore_class: int | None = None,
+        reduction: str | None = "sum_over_batch_size",
+        axis: int = -1,
+        name: str = "sparse_categorical_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        check_ignore_class(ignore_class)
+        check_class_axis(axis)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            from_logits=bool(from_logits),
+            ignore_class=ignore_class,
+            axis=axis,
+        )
+
+    def call_with_mask(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+        xp = _array.namespace_of(y_pred)
+        y_true, y_pred = _array.align_ranks(xp, y_true, y_pred)
+        return sparse_categorical_crossentropy_with_mask(y_true, y_pred, **self._fn_kwargs)
+
+
+class Dice(_BuiltinLoss):
+    """Dice loss; see :func:`losskit.dice`.
+
+    >>> import losskit
+    >>> y_true = [[[[1.0], [1.0]], [[0.0], [0.0]]], [[[1.0], [1.0]], [[0.0], [0.0]]]]
+    >>> y_pred = [[[[0.0], [1.0]], [[0.0], [1.0]]], [[[0.4], [0.0]], [[0.0], [0.9]]]]
+    >>> losskit.Dice(axis=(1, 2, 3), reduction=None)(y_true, y_pred)
+    array([0.5       , 0.75757575], dtype=float32)
+    """
+
+    function = staticmethod(functional.dice)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "dice",
+        axis: int | Sequence[int] | None = None,
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype, axis=_config_axis(axis))
+
+
+class Tversky(_BuiltinLoss):
+    """Tversky loss; see :func:`losskit.tversky`.
+
+    ``alpha`` weighs false positives and ``beta`` false negatives (Keras 3.15
+    swaps them; fixed upstream).
+
+    >>> import losskit
+    >>> loss = losskit.Tversky(alpha=0.9, beta=0.1)
+    >>> round(float(loss([[1.0, 0.0, 0.0]], [[1.0, 1.0, 1.0]])), 5)
+    0.64286
+    """
+
+    function = staticmethod(functional.tversky)
+
+    def __init__(
+        self,
+        alpha: float = 0.5,
+        beta: float = 0.5,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "tversky",
+        axis: int | Sequence[int] | None = None,
+        dtype: Any = None,
+    ) -> None:
+        check_coefficient(alpha, "alpha")
+        check_coefficient(beta, "beta")
+        super().__init__(
+            reduction, name, dtype, alpha=alpha, beta=beta, axis=_config_axis(axis)
+        )
+
+
+def _config_axis(axis: Any) -> Any:
+    """Validate an axis argument (None, an int or a sequence of ints) and
+    return it unchanged, so the config holds what the caller gave."""
+    if axis is None or (isinstance(axis, int) and not isinstance(axis, bool)):
+        return axis
+    if isinstance(axis, Sequence) and all(
+        isinstance(a, int) and not isinstance(a, bool) for a in axis
+    ):
+        return axis
+    raise TypeError(
+        f"`axis` must be None, an int or a sequence of ints. Received: axis={axis!r}."
+    )

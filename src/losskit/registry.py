@@ -1,0 +1,253 @@
+"""Names of the built-in losses: ``get``, ``serialize`` and ``deserialize``.
+
+Deserialisation only ever looks names up in this registry (or in the
+``custom_objects`` mapping the caller passes): it never imports a module or
+evaluates anything named in a config.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from losskit import functional, losses
+from losskit.losses import Loss, LossFunctionWrapper, to_snake_case
+
+__all__ = [
+    "LOSSES",
+    "LossInfo",
+    "deserialize",
+    "get",
+    "serialize",
+]
+
+
+@dataclass(frozen=True)
+class LossInfo:
+    """One built-in loss: its class, its function and the names it answers to."""
+
+    cls: type[Loss]
+    function: Callable[..., Any]
+    family: str
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        """The class's default ``name`` (Keras's): what results are keyed by."""
+        default = inspect.signature(self.cls).parameters["name"].default
+        return str(default)
+
+    @property
+    def function_names(self) -> tuple[str, ...]:
+        """Every name that resolves to the function."""
+        names = (self.function.__name__, self.name, *self.aliases)
+        return tuple(dict.fromkeys(names))
+
+
+LOSSES: tuple[LossInfo, ...] = (
+    LossInfo(losses.MeanSquaredError, functional.mean_squared_error, "regression", ("mse", "MSE")),
+    LossInfo(losses.MeanAbsoluteError, functional.mean_absolute_error, "regression", ("mae", "MAE")),
+    LossInfo(
+        losses.MeanAbsolutePercentageError,
+        functional.mean_absolute_percentage_error,
+        "regression",
+        ("mape", "MAPE"),
+    ),
+    LossInfo(
+        losses.MeanSquaredLogarithmicError,
+        functional.mean_squared_logarithmic_error,
+        "regression",
+        ("msle", "MSLE"),
+    ),
+    LossInfo(
+        losses.CosineSimilarity, functional.cosine_similarity, "regression", ("cosine_proximity",)
+    ),
+    LossInfo(losses.Huber, functional.huber, "regression"),
+    LossInfo(losses.LogCosh, functional.log_cosh, "regression", ("logcosh",)),
+    LossInfo(losses.Dice, functional.dice, "segmentation"),
+    LossInfo(losses.Tversky, functional.tversky, "segmentation"),
+    LossInfo(losses.Hinge, functional.hinge, "hinge"),
+    LossInfo(losses.SquaredHinge, functional.squared_hinge, "hinge"),
+    LossInfo(losses.CategoricalHinge, functional.categorical_hinge, "hinge"),
+    LossInfo(
+        losses.KLDivergence,
+        functional.kl_divergence,
+        "probabilistic",
+        ("kld", "KLD", "kullback_leibler_divergence"),
+    ),
+    LossInfo(losses.Poisson, functional.poisson, "probabilistic"),
+    LossInfo(
+        losses.BinaryCrossentropy, functional.binary_crossentropy, "probabilistic", ("bce", "BCE")
+    ),
+    LossInfo(
+        losses.CategoricalCrossentropy, functional.categorical_crossentropy, "probabilistic"
+    ),
+    LossInfo(
+        losses.SparseCategoricalCrossentropy,
+        functional.sparse_categorical_crossentropy,
+        "probabilistic",
+    ),
+)
+
+CLASSES: dict[str, type[Loss]] = {info.cls.__name__: info.cls for info in LOSSES}
+CLASSES.update({"Loss": Loss, "LossFunctionWrapper": LossFunctionWrapper})
+FUNCTIONS: dict[str, Callable[..., Any]] = {
+    name: info.function for info in LOSSES for name in info.function_names
+}
+
+
+def _unknown_name(identifier: str, kind: str = "loss") -> ValueError:
+    candidates = sorted(set(CLASSES) | set(FUNCTIONS))
+    close = difflib.get_close_matches(identifier, candidates, n=3, cutoff=0.6)
+    lowered = {c.lower().replace("_", ""): c for c in candidates}
+    folded = lowered.get(identifier.lower().replace("_", "").replace("-", ""))
+    if folded and folded not in close:
+        close.insert(0, folded)
+    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+    return ValueError(
+        f"Unknown {kind} {identifier!r}.{hint} Known names: {', '.join(candidates)}."
+    )
+
+
+def get(identifier: Any) -> Any:
+    """Resolve a loss identifier.
+
+    - a function name or alias (``"mse"``, ``"huber_loss"``) gives the
+      per-sample function; a class name (``"MeanSquaredError"``) gives an
+      instance with default arguments, as in Keras;
+    - a config dict (from :func:`serialize` or ``keras.losses.serialize``)
+      gives the deserialised object;
+    - a :class:`Loss` instance is returned as is; a ``Loss`` subclass is
+      instantiated;
+    - any other callable ``fn(y_true, y_pred)`` returning per-sample losses is
+      wrapped in a :class:`LossFunctionWrapper`, so it gets reductions, sample
+      weights and masks like a built-in (Keras returns it unwrapped);
+    - ``None`` gives ``None``.
+
+    >>> import losskit
+    >>> losskit.get("mse").__name__
+    'mean_squared_error'
+    >>> losskit.get("Huber")
+    Huber(name='huber_loss', reduction='sum_over_batch_size', dtype='float32', delta=1.0)
+    >>> losskit.get({"class_name": "Huber", "config": {"delta": 2.0}}).get_config()["delta"]
+    2.0
+    """
+    if identifier is None:
+        return None
+    if isinstance(identifier, str):
+        if identifier in CLASSES:
+            return CLASSES[identifier]()
+        if identifier in FUNCTIONS:
+            return FUNCTIONS[identifier]
+        raise _unknown_name(identifier)
+    if isinstance(identifier, Mapping):
+        return deserialize(identifier)
+    if isinstance(identifier, Loss):
+        return identifier
+    if inspect.isclass(identifier) and issubclass(identifier, Loss):
+        return identifier()
+    if callable(identifier):
+        name = to_snake_case(getattr(identifier, "__name__", type(identifier).__name__))
+        return LossFunctionWrapper(identifier, name=name or None)
+    raise TypeError(
+        "Could not interpret loss identifier: expected a name, a config dict, a "
+        f"Loss or a callable. Received: {identifier!r} of type {type(identifier).__name__}."
+    )
+
+
+def serialize_function(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Keras's config of a plain function: it is referred to by name."""
+    return {
+        "module": "builtins",
+        "class_name": "function",
+        "config": getattr(fn, "__name__", repr(fn)),
+        "registered_name": "function",
+    }
+
+
+def serialize(loss: Any) -> dict[str, Any]:
+    """A JSON-serialisable config of a loss object or function, in Keras's format.
+
+    >>> import losskit
+    >>> losskit.serialize(losskit.Huber(delta=2.0))["config"]["delta"]
+    2.0
+    >>> losskit.serialize(losskit.mean_squared_error)["config"]
+    'mean_squared_error'
+    """
+    if isinstance(loss, Loss):
+        cls = type(loss)
+        builtin = CLASSES.get(cls.__name__) is cls
+        return {
+            "module": "keras.losses" if builtin else cls.__module__,
+            "class_name": cls.__name__,
+            "config": loss.get_config(),
+            "registered_name": None if builtin else cls.__name__,
+        }
+    if callable(loss):
+        return serialize_function(loss)
+    raise TypeError(
+        f"serialize expects a Loss or a function. Received: {loss!r} of type "
+        f"{type(loss).__name__}."
+    )
+
+
+def deserialize_function(
+    config: Any, custom_objects: Mapping[str, Any] | None = None
+) -> Callable[..., Any]:
+    """Resolve a function config (a name, or Keras's ``class_name: "function"``
+    dict) to a registered function or one of ``custom_objects``."""
+    if callable(config):
+        return config  # type: ignore[no-any-return]
+    name = config.get("config") if isinstance(config, Mapping) else config
+    if not isinstance(name, str):
+        raise ValueError(f"Invalid function config: {config!r}.")
+    if custom_objects and name in custom_objects:
+        return custom_objects[name]  # type: ignore[no-any-return]
+    if name in FUNCTIONS:
+        return FUNCTIONS[name]
+    raise _unknown_name(name, kind="loss function")
+
+
+def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) -> Any:
+    """Rebuild a loss from :func:`serialize`'s (or Keras's) output.
+
+    Args:
+        config: a name, or a dict with ``class_name`` and ``config``.
+        custom_objects: optional mapping of names to your own loss classes or
+            functions, consulted before the built-ins.
+
+    >>> import losskit
+    >>> losskit.deserialize(losskit.serialize(losskit.Tversky(alpha=0.7)))
+    Tversky(name='tversky', reduction='sum_over_batch_size', dtype='float32', alpha=0.7, beta=0.5, axis=None)
+    """
+    custom = dict(custom_objects or {})
+    if isinstance(config, str):
+        if config in custom:
+            found = custom[config]
+            return found() if inspect.isclass(found) else found
+        return get(config)
+    if not isinstance(config, Mapping) or "class_name" not in config:
+        raise ValueError(
+            "A loss config must be a name or a dict with 'class_name' and "
+            f"'config' keys. Received: {config!r}."
+        )
+    class_name = config["class_name"]
+    if class_name == "function":
+        return deserialize_function(config, custom)
+    registered = config.get("registered_name")
+    cls = custom.get(registered) if registered else None
+    cls = cls or custom.get(class_name) or CLASSES.get(class_name)
+    if cls is None:
+        raise _unknown_name(str(class_name), kind="loss class")
+    arguments = config.get("config") or {}
+    if not isinstance(arguments, Mapping):
+        raise ValueError(f"The 'config' of a {class_name} must be a dict. Received: {arguments!r}.")
+    if "fn" in arguments:
+        arguments = {**arguments, "fn": deserialize_function(arguments["fn"], custom)}
+    try:
+        return cls.from_config(dict(arguments))
+    except TypeError as error:
+        raise ValueError(f"Invalid config for {class_name}: {dict(arguments)!r} ({error}).") from None
