@@ -315,7 +315,31 @@ def as_ndarray(x: Array) -> Array:
 
 def size(shape: Sequence[int | None]) -> int:
     """Number of elements of a (static) shape."""
-    return math.prod(int(d) for d in shape)  # type: ignore[arg-type]
+    count = 1
+    for dim in shape:
+        count *= int(dim)  # type: ignore[arg-type]
+    return count
+
+
+def maximum(xp: Namespace, x: Array, value: float) -> Array:
+    """Elementwise ``max(x, value)`` for a Python number ``value``.
+
+    Python scalars are turned into 0-d arrays first: array-api-compat's torch
+    wrappers promote scalars through ``torch.result_type``, which
+    ``torch.compile`` cannot trace.
+    """
+    return xp.maximum(x, scalar(xp, value, x))
+
+
+def minimum(xp: Namespace, x: Array, value: float) -> Array:
+    """Elementwise ``min(x, value)`` for a Python number ``value``."""
+    return xp.minimum(x, scalar(xp, value, x))
+
+
+def clip(xp: Namespace, x: Array, low: float, high: float) -> Array:
+    """``minimum(maximum(x, low), high)``: the clip of Keras on JAX, whose
+    gradient is 1 inside the interval and 0 outside it."""
+    return minimum(xp, maximum(xp, x, low), high)
 
 
 def scalar(xp: Namespace, value: float, like: Array) -> Array:

@@ -32,7 +32,7 @@ def margins(y_true: Any, y_pred: Any, loss: str) -> tuple[Namespace, Array]:
     """``maximum(1 - y_true * y_pred, 0)`` with labels converted to signs."""
     xp, y_true, y_pred = _hinge_pair(y_true, y_pred, loss)
     signs = binary_labels_to_signs(xp, y_true)
-    return xp, xp.maximum(1.0 - signs * y_pred, 0.0)
+    return xp, _array.maximum(xp, 1.0 - signs * y_pred, 0.0)
 
 
 @_array.returns_array
@@ -76,4 +76,4 @@ def categorical_hinge(y_true: Any, y_pred: Any) -> Array:
     xp, y_true, y_pred = _hinge_pair(y_true, y_pred, "categorical_hinge")
     positive = _array.total(xp, y_true * y_pred, axis=-1)
     negative = xp.max((1.0 - y_true) * y_pred, axis=-1)
-    return xp.maximum(negative - positive + 1.0, 0.0)
+    return _array.maximum(xp, negative - positive + 1.0, 0.0)

@@ -46,8 +46,8 @@ def kl_divergence(y_true: Any, y_pred: Any) -> Array:
     """
     xp, y_true, y_pred = _same_shape_pair(y_true, y_pred, "kl_divergence")
     eps = _config.epsilon()
-    y_true = xp.clip(y_true, eps, 1.0)
-    y_pred = xp.clip(y_pred, eps, 1.0)
+    y_true = _array.clip(xp, y_true, eps, 1.0)
+    y_pred = _array.clip(xp, y_pred, eps, 1.0)
     return _array.total(xp, y_true * xp.log(y_true / y_pred), axis=-1)
 
 
@@ -121,7 +121,7 @@ def binary_crossentropy(
         elementwise = y_true * softplus(xp, -y_pred) + (1.0 - y_true) * softplus(xp, y_pred)
     else:
         eps = _config.epsilon()
-        p = xp.clip(y_pred, eps, 1.0 - eps)
+        p = _array.clip(xp, y_pred, eps, 1.0 - eps)
         elementwise = -(y_true * xp.log(p) + (1.0 - y_true) * xp.log(1.0 - p))
     return _array.mean(xp, elementwise, axis=axis)
 
@@ -141,7 +141,7 @@ def log_probabilities(xp: Namespace, y_pred: Array, from_logits: bool, axis: int
         return log_softmax(xp, y_pred, axis)
     eps = _config.epsilon()
     probabilities = y_pred / _array.total(xp, y_pred, axis=axis, keepdims=True)
-    return xp.log(xp.clip(probabilities, eps, 1.0 - eps))
+    return xp.log(_array.clip(xp, probabilities, eps, 1.0 - eps))
 
 
 def _warn_single_class(loss: str, shape: tuple[int, ...], axis: int) -> None:

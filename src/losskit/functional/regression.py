@@ -78,7 +78,7 @@ def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> Array:
     array([37.5], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_absolute_percentage_error")
-    scale = xp.maximum(xp.abs(y_true), _config.epsilon())
+    scale = _array.maximum(xp, xp.abs(y_true), _config.epsilon())
     return 100.0 * _array.mean(xp, xp.abs((y_true - y_pred) / scale))
 
 
@@ -95,8 +95,8 @@ def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> Array:
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_squared_logarithmic_error")
     eps = _config.epsilon()
-    log_pred = xp.log(xp.maximum(y_pred, eps) + 1.0)
-    log_true = xp.log(xp.maximum(y_true, eps) + 1.0)
+    log_pred = xp.log(_array.maximum(xp, y_pred, eps) + 1.0)
+    log_true = xp.log(_array.maximum(xp, y_true, eps) + 1.0)
     return _array.mean(xp, xp.square(log_pred - log_true))
 
 
@@ -109,7 +109,7 @@ def l2_normalize(xp: Namespace, x: Array, axis: tuple[int, ...]) -> Array:
     """
     eps = _config.epsilon()
     square_sum = _array.total(xp, xp.square(x), axis=axis, keepdims=True)
-    return x / xp.sqrt(xp.maximum(square_sum, eps * eps))
+    return x / xp.sqrt(_array.maximum(xp, square_sum, eps * eps))
 
 
 @_array.returns_array
@@ -157,8 +157,10 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
         loss = mean(where(abs(e) <= delta, 0.5 * e**2, delta * abs(e) - 0.5 * delta**2),
                     axis=-1)
 
-    ``delta`` must be > 0 (Keras 3.15 accepts any value; upstream Keras now
-    rejects non-positive ones).
+    computed as ``0.5 * q**2 + delta * (abs(e) - q)`` with ``q = minimum(abs(e),
+    delta)``: the same values (to rounding) with no branch, so huge errors
+    neither overflow ``e**2`` nor poison the gradient.  ``delta`` must be > 0
+    (Keras 3.15 accepts any value; upstream Keras now rejects non-positive ones).
 
     >>> import losskit
     >>> losskit.huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
@@ -166,11 +168,11 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
     """
     delta = check_delta(delta)
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "huber")
-    error = y_pred - y_true
-    abs_error = xp.abs(error)
-    quadratic = 0.5 * xp.square(error)
-    linear = delta * abs_error - 0.5 * delta * delta
-    return _array.mean(xp, xp.where(abs_error <= delta, quadratic, linear))
+    abs_error = xp.abs(y_pred - y_true)
+    quadratic_part = _array.minimum(xp, abs_error, delta)
+    return _array.mean(
+        xp, 0.5 * xp.square(quadratic_part) + delta * (abs_error - quadratic_part)
+    )
 
 
 @_array.returns_array

@@ -1,0 +1,186 @@
+"""Any array library: results stay in the library and on the device of
+``y_pred``; JAX transformations, ``torch.compile`` and Dask laziness work;
+dtypes follow Keras."""
+
+from __future__ import annotations
+
+import array_api_strict
+import dask
+import dask.array as da
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+
+import losskit
+from tests.backends import BACKENDS, Backend
+from tests.cases import CASES, Case, case_inputs, keras_class_value
+
+LOW_PRECISION_TOLERANCE = {"float16": 2e-2, "bfloat16": 1e-1}
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_jax_jit_vmap_and_grad(case: Case) -> None:
+    y_true, y_pred = case_inputs(case, (5, 4), seed=1)
+    loss = case.losskit_loss(dtype="float64")
+    t, p = jnp.asarray(y_true), jnp.asarray(y_pred)
+    eager = loss(t, p)
+    jitted = jax.jit(lambda a, b: loss(a, b))(t, p)
+    np.testing.assert_allclose(jitted, eager, rtol=1e-12)
+    grad = jax.jit(jax.grad(lambda b: loss(t, b)))(p)
+    assert grad.shape == p.shape and bool(jnp.all(jnp.isfinite(grad)))
+    # vmap over a leading axis: one loss per group of samples.
+    batched = jax.vmap(lambda a, b: loss(a, b))(t[None].repeat(3, 0), p[None].repeat(3, 0))
+    np.testing.assert_allclose(batched, np.full(3, eager), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_torch_compile_has_no_graph_breaks(case: Case) -> None:
+    torch._dynamo.reset()
+    y_true, y_pred = case_inputs(case, (5, 4), seed=2)
+    loss = case.losskit_loss(dtype="float64")
+    t = torch.as_tensor(y_true)
+    p = torch.tensor(y_pred, requires_grad=True)
+    compiled = torch.compile(lambda a, b: loss(a, b), fullgraph=True, backend="eager")
+    value = compiled(t, p)
+    value.backward()
+    eager_p = torch.tensor(y_pred, requires_grad=True)
+    eager = loss(t, eager_p)
+    eager.backward()
+    torch.testing.assert_close(value, eager)
+    assert p.grad is not None and eager_p.grad is not None
+    torch.testing.assert_close(p.grad, eager_p.grad)
+
+
+def test_torch_compile_inductor_mse() -> None:
+    torch._dynamo.reset()
+    loss = losskit.MeanSquaredError()
+    compiled = torch.compile(loss, fullgraph=True)
+    t, p = torch.randn(8, 3), torch.randn(8, 3)
+    torch.testing.assert_close(compiled(t, p), loss(t, p))
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_dask_stays_lazy(case: Case) -> None:
+    y_true, y_pred = case_inputs(case, (6, 4), seed=3)
+    t = da.from_array(y_true, chunks=(3, 4) if y_true.ndim == 2 else 3)
+    p = da.from_array(y_pred, chunks=(3, 4))
+    weight = da.from_array(np.linspace(0.5, 1.5, 6), chunks=3)
+    with dask.config.set(scheduler=_refuse_to_compute):
+        result = case.losskit_loss(dtype="float64")(t, p, sample_weight=weight)
+        per_sample = case.function(t, p, **case.kwargs)
+    assert isinstance(result, da.Array) and isinstance(per_sample, da.Array)
+    expected = keras_class_value(case, y_true, y_pred, np.linspace(0.5, 1.5, 6))
+    np.testing.assert_allclose(result.compute(), expected, rtol=1e-10)
+
+
+def _refuse_to_compute(*args: object, **kwargs: object) -> None:
+    raise AssertionError("losskit computed a Dask graph eagerly")
+
+
+def test_mixed_libraries_follow_y_pred(backend: Backend) -> None:
+    y_true = np.array([[0.0, 1.0], [1.0, 1.0]])
+    y_pred = backend.asarray(np.array([[0.5, 0.5], [1.0, 0.0]]))
+    weight = [1.0, 3.0]
+    result = losskit.MeanSquaredError()(y_true, y_pred, sample_weight=weight)
+    assert type(result) is type(y_pred) or backend.name == "numpy"
+    np.testing.assert_allclose(backend.to_numpy(result), (0.25 + 1.5) / 2)
+
+
+def test_torch_labels_with_numpy_predictions() -> None:
+    result = losskit.mean_absolute_error(torch.tensor([[1.0, 2.0]]), np.array([[0.0, 0.0]]))
+    assert isinstance(result, np.ndarray)
+    np.testing.assert_allclose(result, [1.5])
+
+
+def test_results_stay_on_the_device_of_y_pred() -> None:
+    device = array_api_strict.Device("device1")
+    y_true = array_api_strict.asarray([[0.0, 1.0]], device=device)
+    y_pred = array_api_strict.asarray([[1.0, 1.0]], device=device)
+    for case in CASES:
+        inputs = case_inputs(case, (3, 4), seed=0)
+        t, p = (array_api_strict.asarray(a, device=device) for a in inputs)
+        assert case.losskit_loss()(t, p, sample_weight=2.0).device == device
+    assert losskit.huber(y_true, y_pred).device == device
+
+
+def test_arrays_on_different_devices_are_rejected() -> None:
+    y_true = array_api_strict.asarray([[0.0, 1.0]])
+    y_pred = array_api_strict.asarray([[1.0, 1.0]], device=array_api_strict.Device("device1"))
+    with pytest.raises(ValueError, match=r"`y_true` is on device .*CPU_DEVICE.* but `y_pred`"):
+        losskit.mean_squared_error(y_true, y_pred)
+    with pytest.raises(ValueError, match="`sample_weight` is on device"):
+        losskit.MeanSquaredError()(
+            array_api_strict.asarray([[0.0, 1.0]], device=y_pred.device),
+            y_pred,
+            sample_weight=y_true[0, ...],
+        )
+
+
+def test_torch_tensor_requiring_grad_cannot_become_numpy_labels() -> None:
+    with pytest.raises(ValueError, match="Cannot convert `y_true`"):
+        losskit.mean_squared_error(torch.ones(2, 2, requires_grad=True), np.ones((2, 2)))
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_function_keeps_y_pred_dtype(case: Case, backend: Backend) -> None:
+    y_true, y_pred = case_inputs(case, (4, 3), seed=4)
+    for dtype in backend.dtypes:
+        result = case.function(y_true, backend.asarray(y_pred, dtype), **case.kwargs)
+        assert str(result.dtype).endswith(dtype), (dtype, result.dtype)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32", "float64"])
+def test_class_dtype_casts_inputs_and_matches_keras(case: Case, dtype: str) -> None:
+    y_true, y_pred = case_inputs(case, (6, 5), seed=5)
+    expected = keras_class_value(case, y_true, y_pred, dtype=dtype).astype("float64")
+    reference = keras_class_value(case, y_true, y_pred, dtype="float64")
+    for library in (torch, jnp):
+        result = case.losskit_loss(dtype=dtype)(library.asarray(y_true), library.asarray(y_pred))
+        assert str(result.dtype).endswith(dtype)
+        value = np.asarray(result.double() if library is torch else result.astype("float64"))
+        tolerance = LOW_PRECISION_TOLERANCE.get(dtype, 1e-5 if dtype == "float32" else 1e-10)
+        np.testing.assert_allclose(value, expected, rtol=tolerance, atol=tolerance)
+        # losskit accumulates low precision in float32, so it is never less
+        # accurate than Keras.
+        assert abs(value - reference) <= abs(expected - reference) + 2 * tolerance * abs(reference)
+
+
+def test_floatx_sets_the_default_class_dtype() -> None:
+    losskit.set_floatx("float64")
+    loss = losskit.MeanAbsoluteError()
+    losskit.set_floatx("float32")
+    assert loss.dtype == "float64"
+    assert losskit.MeanAbsoluteError().dtype == "float32"
+    result = loss(np.ones((2, 2), dtype="float32"), np.zeros((2, 2), dtype="float32"))
+    assert result.dtype == np.float64
+
+
+def test_class_casts_float64_inputs_to_float32_by_default() -> None:
+    result = losskit.Huber()(np.ones((3, 2)), np.zeros((3, 2)))
+    assert result.dtype == np.float32
+
+
+def test_integer_and_list_predictions_become_floatx() -> None:
+    assert losskit.mean_squared_error([[1, 2]], [[0, 1]]).dtype == np.float32
+    assert losskit.mean_squared_error(np.array([[1, 2]]), np.array([[0, 1]])).dtype == np.float32
+    losskit.set_floatx("float64")
+    assert losskit.mean_squared_error([[1, 2]], [[0, 1]]).dtype == np.float64
+
+
+def test_low_precision_sums_do_not_overflow() -> None:
+    # 10^5 float16 losses of 1.0 sum to 10^5 > 65504 (float16's maximum).
+    y_pred = np.ones((100_000, 1), dtype="float16")
+    result = losskit.MeanAbsoluteError(dtype="float16", reduction="sum_over_batch_size")(
+        np.zeros_like(y_pred), y_pred
+    )
+    assert result.dtype == np.float16 and float(result) == 1.0
+
+
+def test_epsilon_is_read_at_call_time() -> None:
+    y_true, y_pred = np.array([[0.0]]), np.array([[1.0]])
+    losskit.set_epsilon(1e-3)
+    np.testing.assert_allclose(losskit.mean_absolute_percentage_error(y_true, y_pred), [1e5])
