@@ -99,13 +99,15 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+def _fold(name: str) -> str:
+    return name.lower().replace("_", "").replace("-", "")
+
+
 def _unknown_name(identifier: str, kind: str = "loss") -> ValueError:
     candidates = sorted(set(CLASSES) | set(FUNCTIONS))
     close = difflib.get_close_matches(identifier, candidates, n=3, cutoff=0.6)
-    lowered = {c.lower().replace("_", ""): c for c in candidates}
-    folded = lowered.get(identifier.lower().replace("_", "").replace("-", ""))
-    if folded and folded not in close:
-        close.insert(0, folded)
+    same_letters = [c for c in candidates if _fold(c) == _fold(identifier)]
+    close = same_letters + [c for c in close if c not in same_letters]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     return ValueError(
         f"Unknown {kind} {identifier!r}.{hint} Known names: {', '.join(candidates)}."
