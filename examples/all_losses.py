@@ -54,8 +54,10 @@ def main() -> None:
             value = loss(convert(y_true), convert(y_pred))  # type: ignore[operator]
             row += f"{float(value):14.6f}"
         print(row)
-    print(f"\nfloatx={losskit.floatx()}, epsilon={losskit.epsilon()}; "
-          "every row must read the same across libraries.")
+    print(
+        f"\nfloatx={losskit.floatx()}, epsilon={losskit.epsilon()}; "
+        "every row must read the same across libraries."
+    )
 
 
 if __name__ == "__main__":

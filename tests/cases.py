@@ -156,7 +156,11 @@ CASES: tuple[Case, ...] = (
     ),
     Case("SparseCategoricalCrossentropy", sparse_probabilities),
     Case("SparseCategoricalCrossentropy", sparse_logits, {"from_logits": True}),
-    Case("SparseCategoricalCrossentropy", sparse_logits, {"from_logits": True, "ignore_class": 1}),
+    Case(
+        "SparseCategoricalCrossentropy",
+        sparse_logits,
+        {"from_logits": True, "ignore_class": 1},
+    ),
     Case("Dice", mask_pair),
     Case("Tversky", mask_pair),
     # Keras 3.15 swaps alpha and beta: its Tversky(alpha=b, beta=a) is the fixed

@@ -29,7 +29,8 @@ def test_jax_jit_vmap_and_grad(case: Case) -> None:
     jitted = jax.jit(lambda a, b: loss(a, b))(t, p)
     np.testing.assert_allclose(jitted, eager, rtol=1e-12)
     grad = jax.jit(jax.grad(lambda b: loss(t, b)))(p)
-    assert grad.shape == p.shape and bool(jnp.all(jnp.isfinite(grad)))
+    assert grad.shape == p.shape
+    assert bool(jnp.all(jnp.isfinite(grad)))
     # vmap over a leading axis: one loss per group of samples.
     batched = jax.vmap(lambda a, b: loss(a, b))(t[None].repeat(3, 0), p[None].repeat(3, 0))
     np.testing.assert_allclose(batched, np.full(3, eager), rtol=1e-12)
@@ -49,7 +50,8 @@ def test_torch_compile_has_no_graph_breaks(case: Case) -> None:
     eager = loss(t, eager_p)
     eager.backward()
     torch.testing.assert_close(value, eager)
-    assert p.grad is not None and eager_p.grad is not None
+    assert p.grad is not None
+    assert eager_p.grad is not None
     torch.testing.assert_close(p.grad, eager_p.grad)
 
 
@@ -70,7 +72,8 @@ def test_dask_stays_lazy(case: Case) -> None:
     with dask.config.set(scheduler=_refuse_to_compute):
         result = case.losskit_loss(dtype="float64")(t, p, sample_weight=weight)
         per_sample = case.function(t, p, **case.kwargs)
-    assert isinstance(result, da.Array) and isinstance(per_sample, da.Array)
+    assert isinstance(result, da.Array)
+    assert isinstance(per_sample, da.Array)
     expected = keras_class_value(case, y_true, y_pred, np.linspace(0.5, 1.5, 6))
     np.testing.assert_allclose(result.compute(), expected, rtol=1e-10)
 
@@ -177,7 +180,8 @@ def test_low_precision_sums_do_not_overflow() -> None:
     result = losskit.MeanAbsoluteError(dtype="float16", reduction="sum_over_batch_size")(
         np.zeros_like(y_pred), y_pred
     )
-    assert result.dtype == np.float16 and float(result) == 1.0
+    assert result.dtype == np.float16
+    assert float(result) == 1.0
 
 
 def test_epsilon_is_read_at_call_time() -> None:

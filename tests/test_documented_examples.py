@@ -40,7 +40,8 @@ def test_dice_examples() -> None:
     assert loss.shape == ()
     np.testing.assert_allclose(loss, 0.6164384, rtol=1e-7)
     loss = losskit.Dice(axis=(1, 2, 3), reduction=None)(np.array(DICE_TRUE), np.array(DICE_PRED))
-    assert loss.shape == (2,) and loss.dtype == np.float32
+    assert loss.shape == (2,)
+    assert loss.dtype == np.float32
     np.testing.assert_allclose(loss, [0.5, 0.75757575], rtol=1e-7)
 
 
@@ -98,4 +99,6 @@ def test_r_interface_names_resolve() -> None:
 
 
 def test_to_categorical_from_the_r_interface() -> None:
-    np.testing.assert_array_equal(losskit.to_categorical([0, 2], num_classes=None), [[1, 0, 0], [0, 0, 1]])
+    np.testing.assert_array_equal(
+        losskit.to_categorical([0, 2], num_classes=None), [[1, 0, 0], [0, 0, 1]]
+    )

@@ -43,14 +43,19 @@ def test_sparse_labels_must_match_predictions_without_classes() -> None:
 
 
 def test_unknown_reduction_suggests_the_closest() -> None:
-    with pytest.raises(ValueError, match=r"'sum_over_batchsize'.*Did you mean 'sum_over_batch_size'"):
+    with pytest.raises(
+        ValueError, match=r"'sum_over_batchsize'.*Did you mean 'sum_over_batch_size'"
+    ):
         losskit.MeanSquaredError(reduction="sum_over_batchsize")
     with pytest.raises(ValueError, match="Invalid value for argument `reduction`"):
         losskit.reduce_weighted_values(np.ones(3), reduction="avg")
 
 
 def test_unknown_loss_name_suggests_the_closest() -> None:
-    with pytest.raises(ValueError, match=r"Unknown loss 'mean_squard_error'. Did you mean 'mean_squared_error'"):
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown loss 'mean_squard_error'. Did you mean 'mean_squared_error'",
+    ):
         losskit.get("mean_squard_error")
     with pytest.raises(ValueError, match=r"Did you mean 'MeanSquaredError'"):
         losskit.get("meansquarederror")
@@ -94,19 +99,51 @@ def test_mask_that_does_not_match() -> None:
 @pytest.mark.parametrize(
     ("make", "error", "message"),
     [
-        (lambda: losskit.Huber(delta=0.0), ValueError, "`delta` must be a finite number > 0"),
+        (
+            lambda: losskit.Huber(delta=0.0),
+            ValueError,
+            "`delta` must be a finite number > 0",
+        ),
         (lambda: losskit.Huber(delta=-1.0), ValueError, "delta=-1.0"),
         (lambda: losskit.Huber(delta="1"), TypeError, "`delta` must be a real number"),
-        (lambda: losskit.BinaryCrossentropy(label_smoothing=1.5), ValueError, "label_smoothing"),
-        (lambda: losskit.CategoricalCrossentropy(axis=True), TypeError, "`axis` must be of type int"),
-        (lambda: losskit.SparseCategoricalCrossentropy(ignore_class=1.5), TypeError, "ignore_class"),
-        (lambda: losskit.Tversky(alpha=-0.1), ValueError, "`alpha` must be a finite number >= 0"),
+        (
+            lambda: losskit.BinaryCrossentropy(label_smoothing=1.5),
+            ValueError,
+            "label_smoothing",
+        ),
+        (
+            lambda: losskit.CategoricalCrossentropy(axis=True),
+            TypeError,
+            "`axis` must be of type int",
+        ),
+        (
+            lambda: losskit.SparseCategoricalCrossentropy(ignore_class=1.5),
+            TypeError,
+            "ignore_class",
+        ),
+        (
+            lambda: losskit.Tversky(alpha=-0.1),
+            ValueError,
+            "`alpha` must be a finite number >= 0",
+        ),
         (lambda: losskit.Dice(axis="1"), TypeError, "`axis` must be None, an int"),
-        (lambda: losskit.MeanSquaredError(dtype="int32"), ValueError, "Invalid value for argument `dtype`"),
-        (lambda: losskit.MeanSquaredError(name=3), TypeError, "`name` must be a string"),
+        (
+            lambda: losskit.MeanSquaredError(dtype="int32"),
+            ValueError,
+            "Invalid value for argument `dtype`",
+        ),
+        (
+            lambda: losskit.MeanSquaredError(name=3),
+            TypeError,
+            "`name` must be a string",
+        ),
         (lambda: losskit.set_floatx("float8"), ValueError, "set_floatx"),
         (lambda: losskit.set_epsilon(-1.0), ValueError, "set_epsilon"),
-        (lambda: losskit.LossFunctionWrapper("mse"), TypeError, "`fn` must be callable"),
+        (
+            lambda: losskit.LossFunctionWrapper("mse"),
+            TypeError,
+            "`fn` must be callable",
+        ),
     ],
 )
 def test_bad_constructor_arguments(make: object, error: type, message: str) -> None:
@@ -139,4 +176,5 @@ def test_get_rejects_non_callables() -> None:
 def test_bfloat16_without_numpy_support() -> None:
     pytest.importorskip("ml_dtypes")
     result = losskit.MeanSquaredError(dtype="bfloat16")(np.ones((2, 2)), np.zeros((2, 2)))
-    assert str(result.dtype) == "bfloat16" and float(result) == 1.0
+    assert str(result.dtype) == "bfloat16"
+    assert float(result) == 1.0

@@ -21,7 +21,14 @@ from tests.cases import (
     per_sample_shape,
 )
 
-REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None]
+REDUCTIONS = [
+    "sum_over_batch_size",
+    "sum",
+    "mean",
+    "mean_with_sample_weight",
+    "none",
+    None,
+]
 TOLERANCE = {"float64": (1e-10, 1e-12), "float32": (2e-5, 1e-5)}
 
 
@@ -63,8 +70,8 @@ def test_class_matches_keras_for_every_weight(
     loss = case.losskit_loss(reduction=reduction, dtype="float64")
     for kind, weight in weight_variants(per_sample_shape(case, shape), seed=rank).items():
         expected = keras_class_value(case, y_true, y_pred, weight, reduction)
-        sample_weight = None if weight is None else (
-            weight if np.isscalar(weight) else backend.asarray(weight)
+        sample_weight = (
+            None if weight is None else (weight if np.isscalar(weight) else backend.asarray(weight))
         )
         result = loss(backend.asarray(y_true), backend.asarray(y_pred), sample_weight)
         assert result.dtype == backend.asarray(np.zeros(1, "float64")).dtype, kind
@@ -80,7 +87,9 @@ def test_function_matches_keras(case: Case, backend: Backend) -> None:
     for dtype in ("float32", "float64"):
         expected = np.asarray(case.keras_function(y_true.astype(dtype), y_pred.astype(dtype)))
         result = case.function(
-            backend.asarray(y_true, dtype), backend.asarray(y_pred, dtype), **case.kwargs
+            backend.asarray(y_true, dtype),
+            backend.asarray(y_pred, dtype),
+            **case.kwargs,
         )
         assert str(result.dtype).endswith(dtype)
         assert_close(backend.to_numpy(result), expected, dtype)
@@ -96,7 +105,9 @@ def test_default_float32_class_matches_keras(case: Case, backend: Backend) -> No
 
 
 @st.composite
-def random_problem(draw: st.DrawFn) -> tuple[Case, np.ndarray, np.ndarray, Any, str | None]:
+def random_problem(
+    draw: st.DrawFn,
+) -> tuple[Case, np.ndarray, np.ndarray, Any, str | None]:
     case = draw(st.sampled_from(CASES))
     rank = draw(st.integers(1 if case.loss in ("Dice", "Tversky") else 2, 4))
     shape = tuple(draw(st.lists(st.integers(1, 4), min_size=rank, max_size=rank)))

@@ -16,7 +16,14 @@ from losskit.reduction import reduce_weighted_values
 from tests.backends import Backend
 from tests.cases import CASES, keras_class_value, keras_reduce
 
-REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None]
+REDUCTIONS = [
+    "sum_over_batch_size",
+    "sum",
+    "mean",
+    "mean_with_sample_weight",
+    "none",
+    None,
+]
 
 
 def _maybe(backend: Backend, x: Any) -> Any:
@@ -39,7 +46,9 @@ def weighted_problem(draw: st.DrawFn) -> tuple[np.ndarray, Any, Any, str | None]
 
 
 @given(weighted_problem())
-def test_reduction_matches_keras(problem: tuple[np.ndarray, Any, Any, str | None]) -> None:
+def test_reduction_matches_keras(
+    problem: tuple[np.ndarray, Any, Any, str | None],
+) -> None:
     values, weight, mask, reduction = problem
     expected = keras_reduce(values, weight, mask, reduction)
     result = reduce_weighted_values(values, sample_weight=weight, mask=mask, reduction=reduction)
@@ -58,7 +67,10 @@ def test_masks_on_every_backend(reduction: str | None, backend: Backend) -> None
     for w in (None, weight):
         expected = keras_reduce(values, w, mask, reduction)
         result = loss(
-            backend.asarray(y_true), backend.asarray(y_pred), _maybe(backend, w), backend.asarray(mask)
+            backend.asarray(y_true),
+            backend.asarray(y_pred),
+            _maybe(backend, w),
+            backend.asarray(mask),
         )
         np.testing.assert_allclose(backend.to_numpy(result), expected, rtol=1e-12)
 

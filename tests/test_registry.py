@@ -33,7 +33,11 @@ ALIASES = {
 }
 
 # Constructor arguments that Keras 3.15 drops from its config (fixed upstream).
-KERAS_DROPS = {"Huber": {"delta"}, "CosineSimilarity": {"axis"}, "SparseCategoricalCrossentropy": {"axis"}}
+KERAS_DROPS = {
+    "Huber": {"delta"},
+    "CosineSimilarity": {"axis"},
+    "SparseCategoricalCrossentropy": {"axis"},
+}
 NON_DEFAULT_ARGUMENTS: dict[str, dict[str, Any]] = {
     "Huber": {"delta": 2.5},
     "CosineSimilarity": {"axis": 1},
@@ -41,7 +45,11 @@ NON_DEFAULT_ARGUMENTS: dict[str, dict[str, Any]] = {
     "Tversky": {"alpha": 0.3, "beta": 0.9, "axis": [1]},
     "BinaryCrossentropy": {"from_logits": True, "label_smoothing": 0.1, "axis": 0},
     "CategoricalCrossentropy": {"from_logits": True, "label_smoothing": 0.2, "axis": 1},
-    "SparseCategoricalCrossentropy": {"from_logits": True, "ignore_class": 3, "axis": 0},
+    "SparseCategoricalCrossentropy": {
+        "from_logits": True,
+        "ignore_class": 3,
+        "axis": 0,
+    },
 }
 
 
@@ -62,7 +70,8 @@ def test_module_level_aliases() -> None:
 @pytest.mark.parametrize("info", LOSSES, ids=lambda i: i.cls.__name__)
 def test_every_loss_by_every_name(info: Any) -> None:
     instance = losskit.get(info.cls.__name__)
-    assert type(instance) is info.cls and instance.name == info.name
+    assert type(instance) is info.cls
+    assert instance.name == info.name
     for name in info.function_names:
         assert losskit.get(name) is info.function
     assert getattr(losskit, info.cls.__name__) is info.cls
@@ -86,13 +95,18 @@ def test_names_and_config_keys_match_keras(info: Any) -> None:
 
 @pytest.mark.parametrize("info", LOSSES, ids=lambda i: i.cls.__name__)
 def test_from_config_of_get_config_is_lossless(info: Any) -> None:
-    loss = info.cls(**NON_DEFAULT_ARGUMENTS.get(info.cls.__name__, {}), reduction=None, dtype="float64")
+    loss = info.cls(
+        **NON_DEFAULT_ARGUMENTS.get(info.cls.__name__, {}),
+        reduction=None,
+        dtype="float64",
+    )
     config = loss.get_config()
     rebuilt = info.cls.from_config(json.loads(json.dumps(config)))
     restored = rebuilt.get_config()
     assert {k: (list(v) if isinstance(v, tuple) else v) for k, v in config.items()} == restored
     again = losskit.deserialize(json.loads(json.dumps(losskit.serialize(loss))))
-    assert type(again) is info.cls and again.get_config() == restored
+    assert type(again) is info.cls
+    assert again.get_config() == restored
 
 
 @pytest.mark.parametrize("info", LOSSES, ids=lambda i: i.cls.__name__)
@@ -128,7 +142,12 @@ def test_deserialize_never_imports_what_a_config_names() -> None:
         losskit.deserialize({"module": "antigravity", "class_name": "Fly", "config": {}})
     with pytest.raises(ValueError, match="Unknown loss function"):
         losskit.deserialize(
-            {"module": "os", "class_name": "function", "config": "system", "registered_name": "function"}
+            {
+                "module": "os",
+                "class_name": "function",
+                "config": "system",
+                "registered_name": "function",
+            }
         )
     assert "antigravity" not in sys.modules
 
@@ -143,7 +162,8 @@ def test_get_wraps_plain_callables_with_reductions() -> None:
         return np.mean((y_pred - y_true) ** 3, axis=-1)
 
     loss = losskit.get(mean_cubed_error)
-    assert isinstance(loss, losskit.LossFunctionWrapper) and loss.name == "mean_cubed_error"
+    assert isinstance(loss, losskit.LossFunctionWrapper)
+    assert loss.name == "mean_cubed_error"
     y_true, y_pred = np.zeros((3, 2)), np.array([[1.0, 1.0], [2.0, 0.0], [0.0, 0.0]])
     assert float(loss(y_true, y_pred)) == pytest.approx(5.0 / 3.0)
     assert float(loss(y_true, y_pred, sample_weight=[1.0, 0.0, 0.0])) == pytest.approx(1.0 / 3.0)
@@ -164,7 +184,8 @@ def test_get_passes_losses_through_and_instantiates_classes() -> None:
 def test_wrapper_of_builtin_function_round_trips() -> None:
     loss = losskit.LossFunctionWrapper(losskit.huber, delta=0.25, name="tight_huber")
     config = loss.get_config()
-    assert config["fn"]["config"] == "huber" and config["delta"] == 0.25
+    assert config["fn"]["config"] == "huber"
+    assert config["delta"] == 0.25
     rebuilt = losskit.LossFunctionWrapper.from_config(config)
     y_true, y_pred = np.zeros((2, 2)), np.ones((2, 2))
     assert float(rebuilt(y_true, y_pred)) == float(loss(y_true, y_pred))
@@ -183,9 +204,12 @@ def test_custom_loss_subclass_round_trips() -> None:
             return {**super().get_config(), "scale": self.scale}
 
     config = losskit.serialize(Scaled(scale=2.0, name="scaled"))
-    assert config["class_name"] == "Scaled" and config["config"]["scale"] == 2.0
+    assert config["class_name"] == "Scaled"
+    assert config["config"]["scale"] == 2.0
     rebuilt = losskit.deserialize(config, custom_objects={"Scaled": Scaled})
-    assert isinstance(rebuilt, Scaled) and rebuilt.scale == 2.0 and rebuilt.name == "scaled"
+    assert isinstance(rebuilt, Scaled)
+    assert rebuilt.scale == 2.0
+    assert rebuilt.name == "scaled"
 
 
 def test_automatic_names_are_unique_snake_case() -> None:
@@ -194,7 +218,8 @@ def test_automatic_names_are_unique_snake_case() -> None:
             return y_pred
 
     first, second = MyFancyLoss(), MyFancyLoss()
-    assert first.name == "my_fancy_loss" and second.name == "my_fancy_loss_1"
+    assert first.name == "my_fancy_loss"
+    assert second.name == "my_fancy_loss_1"
 
 
 def test_to_categorical_matches_keras() -> None:
@@ -203,7 +228,8 @@ def test_to_categorical_matches_keras() -> None:
         losskit.to_categorical(labels), keras.utils.to_categorical(labels)
     )
     np.testing.assert_array_equal(
-        losskit.to_categorical([2, 0], num_classes=4), keras.utils.to_categorical([2, 0], 4)
+        losskit.to_categorical([2, 0], num_classes=4),
+        keras.utils.to_categorical([2, 0], 4),
     )
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         losskit.to_categorical([0, 3], num_classes=3)
@@ -215,5 +241,6 @@ def test_to_categorical_keeps_the_library() -> None:
     import torch
 
     result = losskit.to_categorical(torch.tensor([0, 2, 1]), num_classes=3)
-    assert isinstance(result, torch.Tensor) and result.dtype == torch.float32
+    assert isinstance(result, torch.Tensor)
+    assert result.dtype == torch.float32
     np.testing.assert_array_equal(result.numpy(), np.eye(3)[[0, 2, 1]])

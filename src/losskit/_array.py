@@ -9,7 +9,6 @@ dtypes, so the same code runs eagerly, under ``jax.jit`` and under
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -78,21 +77,32 @@ def standardize_float_type(dtype: Any, argument: str = "dtype") -> str:
 
 
 def float_dtype(xp: Namespace, name: str) -> Any:
-    """The dtype object named ``name`` in namespace ``xp``."""
+    """The dtype object named ``name`` in namespace ``xp``.
+
+    NumPy-backed namespaces (NumPy, Dask) that do not export a float type by
+    name (float16 on Dask, bfloat16 everywhere) fall back to NumPy's dtype, or
+    to ``ml_dtypes.bfloat16`` where ml_dtypes is installed.
+    """
     dtype = getattr(xp, name, None)
-    if dtype is None and name == "bfloat16" and array_api_compat.is_numpy_namespace(xp):
-        try:
-            import ml_dtypes
-        except ImportError:
-            ml_dtypes = None
-        if ml_dtypes is not None:
-            dtype = ml_dtypes.bfloat16
+    numpy_backed = array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_dask_namespace(xp)
+    if dtype is None and numpy_backed:
+        dtype = _numpy_float_dtype(name)
     if dtype is None:
         raise TypeError(
             f"The array library {xp.__name__} has no {name} dtype; "
             "choose another `dtype` or array library."
         )
     return dtype
+
+
+def _numpy_float_dtype(name: str) -> Any:
+    if name != "bfloat16":
+        return _np.dtype(name)
+    try:
+        import ml_dtypes
+    except ImportError:
+        return None
+    return ml_dtypes.bfloat16
 
 
 def is_floating(xp: Namespace, dtype: Any) -> bool:
@@ -114,7 +124,8 @@ def _describe(x: Any) -> str:
     shape = getattr(x, "shape", None)
     dtype = getattr(x, "dtype", None)
     if shape is not None and dtype is not None:
-        return f"{type(x).__module__}.{type(x).__name__} of shape {tuple(shape)} and dtype {dtype_name(dtype)}"
+        kind = f"{type(x).__module__}.{type(x).__name__}"
+        return f"{kind} of shape {tuple(shape)} and dtype {dtype_name(dtype)}"
     return f"{type(x).__name__} {x!r:.80}"
 
 
@@ -153,8 +164,7 @@ def as_array(
             ) from None
     if not _is_numeric(xp, x.dtype):
         raise TypeError(
-            f"`{argument}` must hold booleans, integers or real floats. "
-            f"Received: {_describe(x)}."
+            f"`{argument}` must hold booleans, integers or real floats. Received: {_describe(x)}."
         )
     if dtype is not None and x.dtype != dtype:
         x = xp.astype(x, dtype)
@@ -246,9 +256,7 @@ def normalize_axis(axis: int, ndim: int, argument: str = "axis") -> int:
             f"type {type(axis).__name__}."
         )
     if not -ndim <= axis < ndim:
-        raise ValueError(
-            f"`{argument}`={axis} is out of range for an array of rank {ndim}."
-        )
+        raise ValueError(f"`{argument}`={axis} is out of range for an array of rank {ndim}.")
     return axis % ndim
 
 

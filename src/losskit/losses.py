@@ -135,17 +135,13 @@ class Loss:
         xp = _array.namespace_of(y_pred)
         dtype = _array.float_dtype(xp, self._dtype)
         y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
-        y_true = _array.as_array(
-            xp, y_true, "y_true", dtype=dtype, device=_array.device_of(y_pred)
-        )
+        y_true = _array.as_array(xp, y_true, "y_true", dtype=dtype, device=_array.device_of(y_pred))
         values, loss_mask = self.call_with_mask(y_true, y_pred)
         if loss_mask is not None:
             if mask is None:
                 mask = loss_mask
             else:
-                user_mask = _array.as_array(
-                    xp, mask, "mask", device=_array.device_of(y_pred)
-                )
+                user_mask = _array.as_array(xp, mask, "mask", device=_array.device_of(y_pred))
                 mask = xp.logical_and(user_mask != 0, loss_mask)
         return reduce_weighted_values(
             values,
@@ -157,9 +153,7 @@ class Loss:
 
     def call(self, y_true: Array, y_pred: Array) -> Array:
         """Per-sample losses; implemented by subclasses."""
-        raise NotImplementedError(
-            f"{type(self).__name__} must implement call(y_true, y_pred)."
-        )
+        raise NotImplementedError(f"{type(self).__name__} must implement call(y_true, y_pred).")
 
     def call_with_mask(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
         """Per-sample losses and a mask of the entries that count (or None).
@@ -246,9 +240,7 @@ class _BuiltinLoss(LossFunctionWrapper):
         dtype: Any,
         **kwargs: Any,
     ) -> None:
-        super().__init__(
-            type(self).function, reduction=reduction, name=name, dtype=dtype, **kwargs
-        )
+        super().__init__(type(self).function, reduction=reduction, name=name, dtype=dtype, **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         config = Loss.get_config(self)
@@ -448,7 +440,8 @@ class CategoricalHinge(_BuiltinLoss):
     """Categorical hinge loss; see :func:`losskit.categorical_hinge`.
 
     >>> import losskit
-    >>> round(float(losskit.CategoricalHinge()([[0.0, 1.0], [1.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
+    >>> loss = losskit.CategoricalHinge()
+    >>> round(float(loss([[0.0, 1.0], [1.0, 0.0]], [[0.6, 0.4], [0.4, 0.6]])), 5)
     1.2
     """
 
@@ -654,9 +647,7 @@ class Tversky(_BuiltinLoss):
     ) -> None:
         check_coefficient(alpha, "alpha")
         check_coefficient(beta, "beta")
-        super().__init__(
-            reduction, name, dtype, alpha=alpha, beta=beta, axis=_config_axis(axis)
-        )
+        super().__init__(reduction, name, dtype, alpha=alpha, beta=beta, axis=_config_axis(axis))
 
 
 def _config_axis(axis: Any) -> Any:
@@ -668,6 +659,4 @@ def _config_axis(axis: Any) -> Any:
         isinstance(a, int) and not isinstance(a, bool) for a in axis
     ):
         return axis
-    raise TypeError(
-        f"`axis` must be None, an int or a sequence of ints. Received: axis={axis!r}."
-    )
+    raise TypeError(f"`axis` must be None, an int or a sequence of ints. Received: axis={axis!r}.")

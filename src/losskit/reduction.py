@@ -60,7 +60,7 @@ def standardize_reduction(reduction: Any) -> str | None:
     ValueError: Invalid value for argument `reduction`: 'avg'. Expected one of ...
     """
     if reduction in REDUCTIONS and (reduction is None or isinstance(reduction, str)):
-        return reduction  # type: ignore[no-any-return]
+        return reduction
     names = [r for r in REDUCTIONS if r is not None]
     close = difflib.get_close_matches(str(reduction), names, n=2, cutoff=0.5)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
@@ -78,7 +78,7 @@ def broadcast_shapes(
     padded1 = (1,) * (rank - len(shape1)) + tuple(shape1)
     padded2 = (1,) * (rank - len(shape2)) + tuple(shape2)
     result = []
-    for d1, d2 in zip(padded1, padded2):
+    for d1, d2 in zip(padded1, padded2, strict=False):
         if _unknown(d1) or _unknown(d2):
             result.append(d1 if _unknown(d2) else d2)
         elif d1 == d2 or d2 == 1:
@@ -155,9 +155,7 @@ def reduce_weighted_values(
     return reduce_values(xp, values, weight, reduction)
 
 
-def _merge_mask(
-    xp: Namespace, weight: Array | None, mask: Array, reduction: str | None
-) -> Array:
+def _merge_mask(xp: Namespace, weight: Array | None, mask: Array, reduction: str | None) -> Array:
     """Fold a mask into the sample weights, Keras's way."""
     if reduction in ("mean", "sum_over_batch_size"):
         wide = _array.accumulation_dtype(xp, mask.dtype)

@@ -48,8 +48,18 @@ class LossInfo:
 
 
 LOSSES: tuple[LossInfo, ...] = (
-    LossInfo(losses.MeanSquaredError, functional.mean_squared_error, "regression", ("mse", "MSE")),
-    LossInfo(losses.MeanAbsoluteError, functional.mean_absolute_error, "regression", ("mae", "MAE")),
+    LossInfo(
+        losses.MeanSquaredError,
+        functional.mean_squared_error,
+        "regression",
+        ("mse", "MSE"),
+    ),
+    LossInfo(
+        losses.MeanAbsoluteError,
+        functional.mean_absolute_error,
+        "regression",
+        ("mae", "MAE"),
+    ),
     LossInfo(
         losses.MeanAbsolutePercentageError,
         functional.mean_absolute_percentage_error,
@@ -63,7 +73,10 @@ LOSSES: tuple[LossInfo, ...] = (
         ("msle", "MSLE"),
     ),
     LossInfo(
-        losses.CosineSimilarity, functional.cosine_similarity, "regression", ("cosine_proximity",)
+        losses.CosineSimilarity,
+        functional.cosine_similarity,
+        "regression",
+        ("cosine_proximity",),
     ),
     LossInfo(losses.Huber, functional.huber, "regression"),
     LossInfo(losses.LogCosh, functional.log_cosh, "regression", ("logcosh",)),
@@ -80,10 +93,15 @@ LOSSES: tuple[LossInfo, ...] = (
     ),
     LossInfo(losses.Poisson, functional.poisson, "probabilistic"),
     LossInfo(
-        losses.BinaryCrossentropy, functional.binary_crossentropy, "probabilistic", ("bce", "BCE")
+        losses.BinaryCrossentropy,
+        functional.binary_crossentropy,
+        "probabilistic",
+        ("bce", "BCE"),
     ),
     LossInfo(
-        losses.CategoricalCrossentropy, functional.categorical_crossentropy, "probabilistic"
+        losses.CategoricalCrossentropy,
+        functional.categorical_crossentropy,
+        "probabilistic",
     ),
     LossInfo(
         losses.SparseCategoricalCrossentropy,
@@ -109,9 +127,7 @@ def _unknown_name(identifier: str, kind: str = "loss") -> ValueError:
     same_letters = [c for c in candidates if _fold(c) == _fold(identifier)]
     close = same_letters + [c for c in close if c not in same_letters]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(
-        f"Unknown {kind} {identifier!r}.{hint} Known names: {', '.join(candidates)}."
-    )
+    return ValueError(f"Unknown {kind} {identifier!r}.{hint} Known names: {', '.join(candidates)}.")
 
 
 def get(identifier: Any) -> Any:
@@ -191,8 +207,7 @@ def serialize(loss: Any) -> dict[str, Any]:
     if callable(loss):
         return serialize_function(loss)
     raise TypeError(
-        f"serialize expects a Loss or a function. Received: {loss!r} of type "
-        f"{type(loss).__name__}."
+        f"serialize expects a Loss or a function. Received: {loss!r} of type {type(loss).__name__}."
     )
 
 
@@ -202,12 +217,12 @@ def deserialize_function(
     """Resolve a function config (a name, or Keras's ``class_name: "function"``
     dict) to a registered function or one of ``custom_objects``."""
     if callable(config):
-        return config  # type: ignore[no-any-return]
+        return config
     name = config.get("config") if isinstance(config, Mapping) else config
     if not isinstance(name, str):
         raise ValueError(f"Invalid function config: {config!r}.")
     if custom_objects and name in custom_objects:
-        return custom_objects[name]  # type: ignore[no-any-return]
+        return custom_objects[name]
     if name in FUNCTIONS:
         return FUNCTIONS[name]
     raise _unknown_name(name, kind="loss function")
@@ -223,7 +238,8 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
 
     >>> import losskit
     >>> losskit.deserialize(losskit.serialize(losskit.Tversky(alpha=0.7)))
-    Tversky(name='tversky', reduction='sum_over_batch_size', dtype='float32', alpha=0.7, beta=0.5, axis=None)
+    Tversky(name='tversky', reduction='sum_over_batch_size', dtype='float32', alpha=0.7,
+            beta=0.5, axis=None)
     """
     custom = dict(custom_objects or {})
     if isinstance(config, str):
@@ -252,4 +268,6 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     try:
         return cls.from_config(dict(arguments))
     except TypeError as error:
-        raise ValueError(f"Invalid config for {class_name}: {dict(arguments)!r} ({error}).") from None
+        raise ValueError(
+            f"Invalid config for {class_name}: {dict(arguments)!r} ({error})."
+        ) from None

@@ -47,8 +47,10 @@ def to_categorical(labels: Any, num_classes: int | None = None) -> Array:
         raise ValueError(
             f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}."
         )
-    if not native and _array.size(values.shape) and (
-        int(xp.min(values)) < 0 or int(xp.max(values)) >= num_classes
+    if (
+        not native
+        and _array.size(values.shape)
+        and (int(xp.min(values)) < 0 or int(xp.max(values)) >= num_classes)
     ):
         raise ValueError(
             f"to_categorical: labels must lie in [0, {num_classes}). Received labels "

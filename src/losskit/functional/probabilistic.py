@@ -73,10 +73,9 @@ def check_label_smoothing(label_smoothing: Any) -> float:
             f"label_smoothing={label_smoothing!r} of type "
             f"{type(label_smoothing).__name__}."
         )
-    if not (math.isfinite(label_smoothing) and 0.0 <= label_smoothing <= 1.0):
+    if not (math.isfinite(label_smoothing) and 0.0 <= float(label_smoothing) <= 1.0):
         raise ValueError(
-            "`label_smoothing` must be in [0, 1]. Received: "
-            f"label_smoothing={label_smoothing!r}."
+            f"`label_smoothing` must be in [0, 1]. Received: label_smoothing={label_smoothing!r}."
         )
     return float(label_smoothing)
 
@@ -85,8 +84,7 @@ def check_class_axis(axis: Any) -> int:
     """``axis`` of a crossentropy must be a single int (Keras rejects bools)."""
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(
-            f"`axis` must be of type int. Received: axis={axis!r} of type "
-            f"{type(axis).__name__}."
+            f"`axis` must be of type int. Received: axis={axis!r} of type {type(axis).__name__}."
         )
     return axis
 
@@ -262,9 +260,14 @@ def sparse_categorical_crossentropy_with_mask(
     log_prob = log_probabilities(xp, y_pred, from_logits, class_axis)
     class_shape = [1] * y_pred.ndim
     class_shape[class_axis] = y_pred.shape[class_axis]
-    class_ids = xp.reshape(xp.arange(y_pred.shape[class_axis], dtype=xp.int32, device=device), tuple(class_shape))
+    class_ids = xp.reshape(
+        xp.arange(y_pred.shape[class_axis], dtype=xp.int32, device=device),
+        tuple(class_shape),
+    )
     one_hot = xp.expand_dims(labels, axis=class_axis) == class_ids
-    values = -_array.total(xp, xp.where(one_hot, log_prob, xp.zeros_like(log_prob)), axis=class_axis)
+    values = -_array.total(
+        xp, xp.where(one_hot, log_prob, xp.zeros_like(log_prob)), axis=class_axis
+    )
     if valid is not None:
         values = xp.where(valid, values, xp.zeros_like(values))
     return values, valid

@@ -143,7 +143,7 @@ def check_delta(delta: Any) -> float:
             f"`delta` must be a real number. Received: delta={delta!r} of type "
             f"{type(delta).__name__}."
         )
-    if not (math.isfinite(delta) and delta > 0):
+    if not (math.isfinite(delta) and float(delta) > 0):
         raise ValueError(f"`delta` must be a finite number > 0. Received: delta={delta!r}.")
     return float(delta)
 
@@ -170,9 +170,7 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "huber")
     abs_error = xp.abs(y_pred - y_true)
     quadratic_part = _array.minimum(xp, abs_error, delta)
-    return _array.mean(
-        xp, 0.5 * xp.square(quadratic_part) + delta * (abs_error - quadratic_part)
-    )
+    return _array.mean(xp, 0.5 * xp.square(quadratic_part) + delta * (abs_error - quadratic_part))
 
 
 @_array.returns_array

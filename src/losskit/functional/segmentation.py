@@ -57,7 +57,7 @@ def check_coefficient(value: Any, name: str) -> float:
             f"`{name}` must be a real number. Received: {name}={value!r} of type "
             f"{type(value).__name__}."
         )
-    if not (math.isfinite(value) and value >= 0):
+    if not (math.isfinite(value) and float(value) >= 0):
         raise ValueError(f"`{name}` must be a finite number >= 0. Received: {name}={value!r}.")
     return float(value)
 
@@ -88,7 +88,5 @@ def tversky(
     true_positive = _array.total(xp, y_true * y_pred, axis=axes)
     false_positive = _array.total(xp, (1.0 - y_true) * y_pred, axis=axes)
     false_negative = _array.total(xp, y_true * (1.0 - y_pred), axis=axes)
-    denominator = (
-        true_positive + alpha * false_positive + beta * false_negative + _config.epsilon()
-    )
+    denominator = true_positive + alpha * false_positive + beta * false_negative + _config.epsilon()
     return 1.0 - true_positive / denominator
