@@ -1,0 +1,911 @@
+"""Mergeable loss accumulators: a Keras reduction over data seen in batches.
+
+A Keras loss object reduces the per-sample losses of *one* call.  To get the
+value it would give on a whole data set that never fits in memory at once,
+feed the data set batch by batch to an accumulator and read the result at the
+end; accumulators filled on different machines (or threads, or Dask
+partitions) merge into one, in any order.
+
+Each accumulator keeps, per loss, the sufficient statistics of Keras's
+reductions (see :mod:`losskit.reduction`), as compensated float64 sums:
+
+- ``total``: the sum of the weighted, masked per-sample losses;
+- ``count``: the number of per-sample loss elements (the valid ones, with a
+  mask), Keras's divisor for ``"sum_over_batch_size"`` and ``"mean"``;
+- ``weight``: the sum of the rank-aligned sample weights (times the mask),
+  the divisor of ``"mean_with_sample_weight"`` (the element count when there
+  are neither weights nor masks).
+
+and ``result()`` is ``total`` for ``"sum"``, ``total / count`` for
+``"sum_over_batch_size"`` and ``"mean"``, and ``total / weight`` for
+``"mean_with_sample_weight"`` (divide-no-nan: a zero divisor gives 0).  After
+updates with batches ``b1, b2, ...`` it equals the loss object called once
+on their concatenation along the batch axis (up to float rounding), when
+weights and masks have a batch axis, as per-sample ones do.
+
+The per-sample losses come from the loss object itself (its
+``call_with_mask``), computed in ``dtype`` (float64 by default, so results
+equal Keras's float32 ones up to float32 rounding), in the array library of
+``y_pred``; only the per-sample losses are copied to host NumPy.
+
+Two kinds of built-in losses are not a sum of per-sample terms, and get their
+own statistics:
+
+- :class:`~losskit.Hinge` and :class:`~losskit.SquaredHinge` convert 0/1
+  labels to -1/1 only if *every* label of ``y_true`` is 0 or 1.  The
+  accumulator keeps the total both with and without that conversion and a
+  flag "every label so far was 0 or 1", so the data set's decision is the one
+  applied.
+- :class:`~losskit.Dice` and :class:`~losskit.Tversky` with ``axis=None``
+  give one value for the whole array.  They depend on it only through
+  ``sum(y_true * y_pred)``, ``sum(y_true)`` and ``sum(y_pred)``, which are
+  accumulated; ``result()`` evaluates the loss on a three-element array with
+  the same sums.  They take no sample weights or masks here.
+
+A loss whose per-sample losses lose the batch axis (an ``axis`` that includes
+axis 0, or 1-D inputs, which Keras's functions reduce to a scalar) is rejected
+with a ValueError: give inputs of shape ``(N, k)`` (``(N, 1)`` for one
+output, as a Keras model with a ``Dense(1)`` head produces).
+
+Differences from one Keras call: a 0-d (scalar) sample weight counts once per
+sample in the ``"mean_with_sample_weight"`` divisor (Keras divides by the
+scalar itself, which is not a property of a data set); masks are booleans
+(nonzero keeps an entry); with no samples at all ``result()`` is 0.0 where
+Keras returns an empty array.
+
+>>> import numpy as np
+>>> import losskit
+>>> from losskit.streaming import LossAccumulator
+>>> y_true = np.array([[0.0], [1.0], [2.0], [4.0]])
+>>> y_pred = np.array([[0.5], [1.0], [1.0], [2.0]])
+>>> acc = LossAccumulator("mse")
+>>> acc.update(y_true[:3], y_pred[:3])
+>>> acc.update(y_true[3:], y_pred[3:])
+>>> acc.result()
+1.3125
+>>> float(losskit.MeanSquaredError(dtype="float64")(y_true, y_pred))
+1.3125
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from losskit import _array, functional, losses, registry
+from losskit.reduction import broadcast_shapes, standardize_reduction
+
+__all__ = [
+    "GroupedAccumulator",
+    "LossAccumulator",
+    "MultiLossAccumulator",
+    "resolve_loss",
+]
+
+STATE_FORMAT = "losskit.streaming/1"
+
+_MEAN = "mean"
+_HINGE = "hinge"
+_OVERLAP = "overlap"
+_FIELDS = {
+    _MEAN: ("total", "count", "weight"),
+    _HINGE: ("total", "count", "weight", "total_signs", "all_binary"),
+    _OVERLAP: ("intersection", "true_sum", "pred_sum"),
+}
+# Fields merged by minimum (flags) rather than by summation.
+_FLAGS = {_MEAN: (), _HINGE: (4,), _OVERLAP: ()}
+_SIGN_CONVERTING = (functional.hinge, functional.squared_hinge)
+_OVERLAP_FUNCTIONS = (functional.dice, functional.tversky)
+
+
+def resolve_loss(identifier: Any) -> losses.Loss:
+    """A :class:`~losskit.Loss` object for ``identifier``.
+
+    Accepts what :func:`losskit.get` accepts; a built-in function name or
+    alias (``"mse"``, ``"huber_loss"``) gives an instance of its class with
+    default arguments, so results carry Keras's class name
+    (``"mean_squared_error"``).
+
+    >>> resolve_loss("mse")
+    MeanSquaredError(name='mean_squared_error', ...)
+    """
+    loss = registry.get(identifier)
+    if loss is None:
+        raise ValueError("A loss is required; received None.")
+    if isinstance(loss, losses.Loss):
+        return loss
+    for info in registry.LOSSES:
+        if loss is info.function:
+            return info.cls()
+    raise TypeError(f"Could not interpret loss identifier {identifier!r}.")
+
+
+def _to_numpy(x: Any, what: str) -> np.ndarray:
+    """``x`` as a host NumPy array (device arrays are copied to the host)."""
+    if isinstance(x, np.ndarray):
+        return x
+    detach = getattr(x, "detach", None)
+    if callable(detach):  # torch tensors that require grad
+        x = detach()
+    try:
+        return np.asarray(x)
+    except Exception:
+        pass
+    try:
+        return np.asarray(array_api_compat.to_device(x, "cpu"))
+    except Exception:
+        getter = getattr(x, "get", None)  # CuPy
+        if callable(getter):
+            return np.asarray(getter())
+        raise TypeError(
+            f"Cannot copy `{what}` ({type(x).__module__}.{type(x).__name__}) to "
+            "host memory as a NumPy array."
+        ) from None
+
+
+def _float64(x: Any, what: str) -> np.ndarray:
+    array = _to_numpy(x, what)
+    if array.dtype == np.float64:
+        return array
+    try:
+        return array.astype(np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(
+            f"`{what}` must hold numbers. Received an array of dtype {array.dtype}."
+        ) from None
+
+
+def _group_sums(a: np.ndarray, inverse: np.ndarray | None, n_groups: int) -> np.ndarray:
+    """Sum of ``a`` (leading axis: samples) per group; one sum without groups."""
+    if inverse is None:
+        return np.array([np.sum(a)], dtype=np.float64)
+    rows = a.reshape(a.shape[0], -1).sum(axis=1) if a.ndim > 1 else a
+    return np.bincount(inverse, weights=rows, minlength=n_groups)
+
+
+def _leading(a: np.ndarray, n: int, like: tuple[int, ...]) -> np.ndarray:
+    """``a`` broadcast so that its leading axis is the batch axis of size n."""
+    if a.ndim >= 1 and a.shape[0] == n:
+        return a
+    return np.broadcast_to(a, np.broadcast_shapes(a.shape, like))
+
+
+class _Kernel:
+    """The statistics of one loss: what a batch adds, and the final value."""
+
+    def __init__(self, loss: Any, reduction: str | None, dtype: Any) -> None:
+        self.loss = resolve_loss(loss)
+        chosen = self.loss.reduction if reduction is None else reduction
+        self.reduction = standardize_reduction(chosen)
+        if self.reduction in (None, "none"):
+            raise ValueError(
+                f"Loss {self.loss.name!r} has reduction={self.reduction!r}: an "
+                "accumulator reduces, so give 'sum_over_batch_size', 'mean', 'sum' or "
+                "'mean_with_sample_weight' (as the loss's or the accumulator's "
+                "`reduction`)."
+            )
+        self.dtype = _array.standardize_float_type(dtype)
+        function = getattr(self.loss, "fn", None)
+        self.config = self.loss.get_config()
+        if function in _OVERLAP_FUNCTIONS and self.config.get("axis") is None:
+            self.kind = _OVERLAP
+        elif function in _SIGN_CONVERTING:
+            self.kind = _HINGE
+        else:
+            self.kind = _MEAN
+        self.fields = _FIELDS[self.kind]
+        self.flags = _FLAGS[self.kind]
+
+    @property
+    def name(self) -> str:
+        return self.loss.name
+
+    def identity(self) -> tuple[Any, ...]:
+        """What must agree for two accumulators to merge."""
+        config = {k: v for k, v in self.config.items() if k not in ("name", "reduction")}
+        config.pop("dtype", None)
+        return (type(self.loss).__name__, repr(config), self.reduction, self.dtype)
+
+    # -- one batch -------------------------------------------------------
+
+    def batch(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        mask: Any,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> np.ndarray:
+        """The statistics of one batch, one row per group: (n_groups, fields)."""
+        xp = _array.namespace_of(y_pred)
+        dtype = _array.float_dtype(xp, self.dtype)
+        y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
+        y_true = _array.as_array(xp, y_true, "y_true", dtype=dtype, device=_array.device_of(y_pred))
+        if y_pred.ndim == 0:
+            raise ValueError(f"{self.name}: `y_pred` needs a batch axis; received a 0-d array.")
+        n = int(y_pred.shape[0])
+        self._check_batch_axis(y_true, y_pred)
+        with np.errstate(all="ignore"):
+            if self.kind == _OVERLAP:
+                return self._overlap(y_true, y_pred, sample_weight, mask, inverse, n_groups)
+            if self.kind == _HINGE:
+                v, signs, all_binary = self._hinge_values(xp, y_true, y_pred, n, inverse, n_groups)
+                loss_mask = None
+            else:
+                values, loss_mask = self.loss.call_with_mask(y_true, y_pred)
+                v = self._per_sample(values, n)
+            weight, keep = self._weights(sample_weight, mask, loss_mask)
+            aligned, aligned_weight = self._align(v, weight)
+            columns = [
+                self._weighted_total(aligned, aligned_weight, inverse, n_groups),
+                self._count(aligned, keep, n, inverse, n_groups),
+                self._weight_total(aligned, aligned_weight, n, inverse, n_groups),
+            ]
+            if self.kind == _HINGE:
+                aligned_signs, _ = self._align(signs, weight)
+                columns.append(
+                    self._weighted_total(aligned_signs, aligned_weight, inverse, n_groups)
+                )
+                columns.append(all_binary)
+        return np.stack(columns, axis=1)
+
+    def _check_batch_axis(self, y_true: Any, y_pred: Any) -> None:
+        if "axis" not in self.config or self.kind == _OVERLAP:
+            return
+        ndim = max(y_true.ndim, y_pred.ndim)
+        axes = _array.normalize_axes(self.config["axis"], ndim)
+        if axes is not None and 0 in axes:
+            raise ValueError(
+                f"{self.name} with axis={self.config['axis']!r} reduces over axis 0, "
+                f"the batch axis, of inputs of rank {ndim}: it is not a per-sample "
+                "loss, so it cannot be accumulated over batches. Give an axis "
+                "that leaves the batch axis alone (e.g. axis=-1)."
+            )
+
+    def _per_sample(self, values: Any, n: int) -> np.ndarray:
+        v = _float64(values, "per-sample losses")
+        if v.ndim == 0 or v.shape[0] != n:
+            raise ValueError(
+                f"{self.name} returned losses of shape {v.shape} for a batch of {n} "
+                "samples: it reduced the batch axis (axis 0), so it cannot be "
+                "accumulated over batches. Give y_true and y_pred a batch axis and "
+                "an output axis, shape (N, k): (N, 1) for one output, as a Keras "
+                "model with a Dense(1) head produces."
+            )
+        return v
+
+    def _weights(
+        self,
+        sample_weight: Any,
+        mask: Any,
+        loss_mask: Any,
+    ) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Keras's weight (sample weight times 0/1 mask) and the boolean mask."""
+        keep = None
+        if mask is not None:
+            keep = _to_numpy(mask, "mask") != 0
+        if loss_mask is not None:
+            inner = _to_numpy(loss_mask, "mask") != 0
+            keep = inner if keep is None else np.logical_and(keep, inner)
+        weight = None if sample_weight is None else _float64(sample_weight, "sample_weight")
+        if keep is not None:
+            keep01 = keep.astype(np.float64)
+            if weight is None:
+                weight = keep01
+            else:
+                keep01, weight = _array.align_ranks(_array.np_xp, keep01, weight)
+                broadcast_shapes(keep01.shape, weight.shape, "mask vs. sample_weight")
+                weight = weight * keep01
+        return weight, keep
+
+    def _align(
+        self, v: np.ndarray, weight: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray | None]:
+        if weight is None:
+            return v, None
+        v, weight = _array.align_ranks(_array.np_xp, v, weight)
+        shape = broadcast_shapes(v.shape, weight.shape, "sample_weight vs. losses")
+        if shape != v.shape:
+            raise ValueError(
+                f"`sample_weight` of shape {weight.shape} would broadcast the losses "
+                f"of shape {v.shape} to {shape}. Weights must match the per-sample "
+                "losses (or broadcast to them)."
+            )
+        return v, weight
+
+    @staticmethod
+    def _weighted_total(
+        v: np.ndarray,
+        weight: np.ndarray | None,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> np.ndarray:
+        return _group_sums(v if weight is None else v * weight, inverse, n_groups)
+
+    @staticmethod
+    def _count(
+        v: np.ndarray,
+        keep: np.ndarray | None,
+        n: int,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> np.ndarray:
+        if keep is None:
+            if inverse is None:
+                return np.array([float(v.size)])
+            per_row = float(v.size // n) if n else 0.0
+            return np.bincount(inverse, minlength=n_groups) * per_row
+        keep = _leading(keep, n, v.shape)
+        # Keras weighs the valid entries by total / valid (see losskit.reduction),
+        # so the divisor is size(losses) * valid / size(mask).
+        ratio = v.size / keep.size if keep.size else 0.0
+        return _group_sums(keep.astype(np.float64), inverse, n_groups) * ratio
+
+    @staticmethod
+    def _weight_total(
+        v: np.ndarray,
+        weight: np.ndarray | None,
+        n: int,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> np.ndarray:
+        if weight is None:
+            return _Kernel._count(v, None, n, inverse, n_groups)
+        if weight.ndim < v.ndim:
+            weight = np.broadcast_to(weight, v.shape)
+        return _group_sums(_leading(weight, n, v.shape), inverse, n_groups)
+
+    def _hinge_values(
+        self,
+        xp: Any,
+        y_true: Any,
+        y_pred: Any,
+        n: int,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per-sample losses without the 0/1 -> -1/1 label conversion; with it
+        (for the rows of groups whose labels in this batch are all 0 or 1, zero
+        elsewhere); and per group whether its labels here are all 0 or 1."""
+        labels = _float64(y_true, "y_true")
+        binary = (labels == 0) | (labels == 1)
+        row_binary = binary.reshape(n, -1).all(axis=1) if binary.ndim > 1 else binary
+        if inverse is None:
+            group_binary = np.array([bool(row_binary.all())])
+            selected = np.full(n, bool(group_binary[0]))
+        else:
+            not_binary = np.bincount(inverse, weights=~row_binary, minlength=n_groups)
+            group_binary = not_binary == 0
+            selected = group_binary[inverse]
+        plain = self._per_sample(self.loss.call(y_true, y_pred), n)
+        if row_binary.all():
+            # The whole batch converts; append a row with a label of 2, so that
+            # the loss computes the unconverted values too.
+            device = _array.device_of(y_pred)
+            extra_true = xp.full((1, *y_true.shape[1:]), 2.0, dtype=y_true.dtype, device=device)
+            extra_pred = xp.zeros((1, *y_pred.shape[1:]), dtype=y_pred.dtype, device=device)
+            values = self.loss.call(
+                xp.concat([y_true, extra_true], axis=0),
+                xp.concat([y_pred, extra_pred], axis=0),
+            )
+            return (
+                self._per_sample(values, n + 1)[:n],
+                plain,
+                group_binary.astype(np.float64),
+            )
+        signs = np.zeros_like(plain)
+        if selected.any():
+            rows = xp.asarray(selected, device=_array.device_of(y_pred))
+            part = self.loss.call(y_true[rows, ...], y_pred[rows, ...])
+            signs[selected] = self._per_sample(part, int(selected.sum()))
+        return plain, signs, group_binary.astype(np.float64)
+
+    def _overlap(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        mask: Any,
+        inverse: np.ndarray | None,
+        n_groups: int,
+    ) -> np.ndarray:
+        if sample_weight is not None or mask is not None:
+            raise ValueError(
+                f"{self.name} with axis=None gives one value for the whole array, so "
+                "sample weights and masks do not apply per sample; accumulate it "
+                "without them, or give a per-sample axis (e.g. axis=-1)."
+            )
+        _array.check_same_shape(y_true, y_pred, self.name)
+        t = _float64(y_true, "y_true")
+        p = _float64(y_pred, "y_pred")
+        return np.stack(
+            [
+                _group_sums(t * p, inverse, n_groups),
+                _group_sums(t, inverse, n_groups),
+                _group_sums(p, inverse, n_groups),
+            ],
+            axis=1,
+        )
+
+    # -- the value --------------------------------------------------------
+
+    def finish(self, totals: np.ndarray) -> float:
+        """The reduced loss from the accumulated statistics of one group."""
+        if self.kind == _OVERLAP:
+            return self._overlap_value(*(float(x) for x in totals))
+        total, count, weight = (float(x) for x in totals[:3])
+        if self.kind == _HINGE and totals[4] >= 1.0:
+            total = float(totals[3])
+        if self.reduction == "sum":
+            return total
+        divisor = weight if self.reduction == "mean_with_sample_weight" else count
+        return total / divisor if divisor != 0 else 0.0
+
+    def _overlap_value(self, intersection: float, true_sum: float, pred_sum: float) -> float:
+        # Dice and Tversky are functions of these three sums only (false
+        # positives are pred_sum - intersection, false negatives true_sum -
+        # intersection).  This array pair has the same three sums.
+        y_true = np.array([1.0, true_sum - 1.0, 0.0])
+        y_pred = np.array([intersection, 0.0, pred_sum - intersection])
+        return float(self.loss.call(y_true, y_pred))
+
+
+class _Sums:
+    """Compensated (Neumaier) float64 sums: one row per group, one column per
+    field; flag columns are merged by minimum instead."""
+
+    def __init__(self, n_fields: int, flags: tuple[int, ...]) -> None:
+        self.flags = flags
+        self.value = np.zeros((0, n_fields))
+        self.compensation = np.zeros((0, n_fields))
+
+    def grow(self, n_groups: int) -> None:
+        extra = n_groups - self.value.shape[0]
+        if extra > 0:
+            fresh = np.zeros((extra, self.value.shape[1]))
+            fresh[:, list(self.flags)] = 1.0
+            self.value = np.concatenate([self.value, fresh])
+            self.compensation = np.concatenate([self.compensation, np.zeros_like(fresh)])
+
+    def add(self, rows: np.ndarray, values: np.ndarray, compensation: Any = 0.0) -> None:
+        s = self.value[rows]
+        total = s + values
+        with np.errstate(invalid="ignore", over="ignore"):
+            error = np.where(
+                np.abs(s) >= np.abs(values), (s - total) + values, (values - total) + s
+            )
+        error = np.where(np.isfinite(total), error, 0.0)
+        new_compensation = self.compensation[rows] + error + compensation
+        for flag in self.flags:
+            total[:, flag] = np.minimum(s[:, flag], values[:, flag])
+            new_compensation[:, flag] = 0.0
+        self.value[rows] = total
+        self.compensation[rows] = new_compensation
+
+    def totals(self) -> np.ndarray:
+        with np.errstate(invalid="ignore"):
+            return np.where(np.isfinite(self.value), self.value + self.compensation, self.value)
+
+
+def _as_loss_list(losses_: Any) -> list[Any]:
+    if isinstance(losses_, (str, Mapping, losses.Loss)) or not isinstance(losses_, Iterable):
+        return [losses_]
+    return list(losses_)
+
+
+class _Accumulation:
+    """Shared machinery: several losses, each with one row of sums per group."""
+
+    _grouped = False
+
+    def __init__(
+        self, losses_: Any, *, reduction: str | None = None, dtype: Any = "float64"
+    ) -> None:
+        self._kernels = [_Kernel(loss, reduction, dtype) for loss in _as_loss_list(losses_)]
+        if not self._kernels:
+            raise ValueError("Give at least one loss.")
+        names = [kernel.name for kernel in self._kernels]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(
+                f"Losses must have distinct names; {duplicates} repeat. Pass "
+                "name=... to the loss constructors to tell them apart."
+            )
+        self._reduction = reduction
+        self._dtype = _array.standardize_float_type(dtype)
+        self._keys: list[Hashable] = []
+        self._index: dict[Hashable, int] = {}
+        self._samples = np.zeros(0, dtype=np.int64)
+        self._sums = [_Sums(len(k.fields), k.flags) for k in self._kernels]
+        if not self._grouped:
+            self._rows_for([None])
+
+    @property
+    def names(self) -> list[str]:
+        """The losses' names, which key the results."""
+        return [kernel.name for kernel in self._kernels]
+
+    @property
+    def losses(self) -> list[losses.Loss]:
+        """The loss objects."""
+        return [kernel.loss for kernel in self._kernels]
+
+    def _rows_for(self, keys: Sequence[Hashable]) -> np.ndarray:
+        rows = np.empty(len(keys), dtype=np.int64)
+        for i, key in enumerate(keys):
+            key = _hashable(key)
+            row = self._index.get(key)
+            if row is None:
+                row = self._index[key] = len(self._keys)
+                self._keys.append(key)
+            rows[i] = row
+        n_groups = len(self._keys)
+        if self._samples.shape[0] < n_groups:
+            grown = np.zeros(n_groups, dtype=np.int64)
+            grown[: self._samples.shape[0]] = self._samples
+            self._samples = grown
+        for sums in self._sums:
+            sums.grow(n_groups)
+        return rows
+
+    def _update(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        mask: Any,
+        groups: Any,
+    ) -> None:
+        if groups is None:
+            inverse, rows, n = None, np.zeros(1, dtype=np.int64), 1
+            batch_rows = _batch_size(y_pred)
+            counts = np.array([batch_rows])
+        else:
+            keys = _to_numpy(groups, "groups")
+            if keys.ndim != 1:
+                raise ValueError(
+                    f"`groups` must be 1-D, one key per sample. Received shape {keys.shape}."
+                )
+            if keys.shape[0] != _batch_size(y_pred):
+                raise ValueError(
+                    f"`groups` has {keys.shape[0]} keys for {_batch_size(y_pred)} samples."
+                )
+            unique_keys, inverse = _factorize(keys)
+            n = len(unique_keys)
+            counts = np.bincount(inverse, minlength=n)
+        batches = [
+            kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n)
+            for kernel in self._kernels
+        ]
+        # Only once every loss accepted the batch does the state change.
+        if groups is not None:
+            rows = self._rows_for(unique_keys)
+        for sums, batch in zip(self._sums, batches, strict=True):
+            sums.add(rows, batch)
+        self._samples[rows] += counts
+
+    def _merge(self, other: _Accumulation) -> None:
+        if type(other) is not type(self):
+            raise TypeError(f"Cannot merge a {type(other).__name__} into a {type(self).__name__}.")
+        mine = [k.identity() for k in self._kernels]
+        theirs = [k.identity() for k in other._kernels]
+        if mine != theirs or self.names != other.names:
+            raise ValueError(
+                f"Cannot merge accumulators of different losses: {self.names} vs. {other.names}."
+            )
+        rows = self._rows_for(other._keys)
+        for sums, their in zip(self._sums, other._sums, strict=True):
+            sums.add(rows, their.value, their.compensation)
+        self._samples[rows] += other._samples
+
+    def _results(self, row: int) -> dict[str, float]:
+        return {
+            kernel.name: kernel.finish(sums.totals()[row])
+            for kernel, sums in zip(self._kernels, self._sums, strict=True)
+        }
+
+    def reset(self) -> None:
+        """Forget every batch seen so far."""
+        self._keys, self._index = [], {}
+        self._samples = np.zeros(0, dtype=np.int64)
+        self._sums = [_Sums(len(k.fields), k.flags) for k in self._kernels]
+        if not self._grouped:
+            self._rows_for([None])
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """The accumulator as JSON-serialisable data (see :meth:`from_state`)."""
+        return {
+            "format": STATE_FORMAT,
+            "type": type(self).__name__,
+            "losses": [registry.serialize(kernel.loss) for kernel in self._kernels],
+            "reduction": self._reduction,
+            "dtype": self._dtype,
+            "groups": list(self._keys) if self._grouped else None,
+            "samples": self._samples.tolist(),
+            "fields": [list(kernel.fields) for kernel in self._kernels],
+            "sums": [sums.value.tolist() for sums in self._sums],
+            "compensation": [sums.compensation.tolist() for sums in self._sums],
+        }
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], custom_objects: Mapping[str, Any] | None) -> Any:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(
+                f"Not a losskit accumulator state (format {state.get('format')!r}, "
+                f"expected {STATE_FORMAT!r})."
+            )
+        if state.get("type") != cls.__name__:
+            raise ValueError(
+                f"This state is a {state.get('type')}; use {state.get('type')}.from_state."
+            )
+        loss_objects = [registry.deserialize(c, custom_objects) for c in state["losses"]]
+        new = cls.__new__(cls)
+        _Accumulation.__init__(
+            new, loss_objects, reduction=state["reduction"], dtype=state["dtype"]
+        )
+        keys = [_hashable(k) for k in state["groups"]] if cls._grouped else [None]
+        rows = new._rows_for(keys)
+        for sums, kernel, value, compensation, fields in zip(
+            new._sums,
+            new._kernels,
+            state["sums"],
+            state["compensation"],
+            state["fields"],
+            strict=True,
+        ):
+            if list(fields) != list(kernel.fields):
+                raise ValueError(f"State fields {fields} do not match {kernel.fields}.")
+            sums.value[rows] = np.asarray(value, dtype=np.float64).reshape(len(keys), -1)
+            sums.compensation[rows] = np.asarray(compensation, dtype=np.float64).reshape(
+                len(keys), -1
+            )
+        new._samples[rows] = np.asarray(state["samples"], dtype=np.int64)
+        return new
+
+
+def _hashable(key: Any) -> Hashable:
+    if isinstance(key, list):
+        return tuple(key)
+    if isinstance(key, float) and math.isnan(key):
+        return None
+    return key
+
+
+def _factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
+    """Distinct keys (NaN and None are one missing key, None) and each
+    sample's index into them."""
+    try:
+        unique, inverse = np.unique(keys, return_inverse=True)
+        return [_hashable(k) for k in unique.tolist()], inverse.reshape(-1)
+    except TypeError:  # object arrays mixing types (None and strings)
+        index: dict[Hashable, int] = {}
+        codes = np.array(
+            [index.setdefault(_hashable(k), len(index)) for k in keys.tolist()],
+            dtype=np.int64,
+        )
+        return list(index), codes
+
+
+def _batch_size(y_pred: Any) -> int:
+    shape = getattr(y_pred, "shape", None)
+    if shape is None:
+        shape = np.shape(y_pred)
+    if len(shape) == 0:
+        raise ValueError("`y_pred` needs a batch axis; received a scalar.")
+    return int(shape[0])
+
+
+class LossAccumulator(_Accumulation):
+    """The value of one loss over every batch it was updated with.
+
+    Args:
+        loss: a loss object, name, alias or config (anything
+            :func:`losskit.get` accepts).
+        reduction: overrides the loss's own reduction (default: the loss's,
+            ``"sum_over_batch_size"`` for the built-ins).
+        dtype: the float type the per-sample losses are computed in
+            (float64 by default; sums are always float64).
+
+    ``update`` adds a batch, ``merge`` adds another accumulator of the same
+    loss, ``result`` gives the reduced value (a Python float).  ``state`` and
+    :meth:`from_state` turn it into JSON-serialisable data and back.
+
+    >>> import numpy as np
+    >>> import losskit
+    >>> y_true = np.array([[0.0], [1.0], [2.0], [4.0]])
+    >>> y_pred = np.array([[0.5], [1.0], [1.0], [2.0]])
+    >>> weights = np.array([1.0, 2.0, 0.0, 1.0])
+    >>> left, right = LossAccumulator(losskit.Huber()), LossAccumulator("huber_loss")
+    >>> left.update(y_true[:2], y_pred[:2], sample_weight=weights[:2])
+    >>> right.update(y_true[2:], y_pred[2:], sample_weight=weights[2:])
+    >>> left.merge(right).result()
+    0.40625
+    >>> float(losskit.Huber(dtype="float64")(y_true, y_pred, sample_weight=weights))
+    0.40625
+    >>> LossAccumulator.from_state(left.state).result()
+    0.40625
+    """
+
+    def __init__(
+        self,
+        loss: Any = "mean_squared_error",
+        *,
+        reduction: str | None = None,
+        dtype: Any = "float64",
+    ) -> None:
+        if isinstance(loss, (list, tuple)):
+            raise TypeError("LossAccumulator takes one loss; use MultiLossAccumulator for several.")
+        super().__init__([loss], reduction=reduction, dtype=dtype)
+
+    @property
+    def loss(self) -> losses.Loss:
+        """The loss object."""
+        return self._kernels[0].loss
+
+    @property
+    def name(self) -> str:
+        """The loss's name."""
+        return self._kernels[0].name
+
+    @property
+    def reduction(self) -> str | None:
+        """The reduction applied by :meth:`result`."""
+        return self._kernels[0].reduction
+
+    @property
+    def samples(self) -> int:
+        """Number of samples (rows of the batch axis) seen."""
+        return int(self._samples[0])
+
+    @property
+    def statistics(self) -> dict[str, float]:
+        """The accumulated sums, by field (``total``, ``count``, ``weight``, ...)."""
+        totals = self._sums[0].totals()[0]
+        fields = self._kernels[0].fields
+        return {field: float(x) for field, x in zip(fields, totals, strict=True)}
+
+    def update(self, y_true: Any, y_pred: Any, sample_weight: Any = None, mask: Any = None) -> None:
+        """Add a batch; arguments as for calling the loss object."""
+        self._update(y_true, y_pred, sample_weight, mask, None)
+
+    def merge(self, other: LossAccumulator) -> LossAccumulator:
+        """Add ``other``'s batches to this accumulator; returns ``self``."""
+        self._merge(other)
+        return self
+
+    def result(self) -> float:
+        """The loss over every batch seen, reduced as the loss object would."""
+        return self._results(0)[self.name]
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+    ) -> LossAccumulator:
+        """Rebuild an accumulator from :attr:`state` (``custom_objects`` as
+        for :func:`losskit.deserialize`, for your own losses)."""
+        return cls._from_state(state, custom_objects)
+
+    def __repr__(self) -> str:
+        return (
+            f"LossAccumulator({self.loss!r}, reduction={self.reduction!r}, samples={self.samples})"
+        )
+
+
+class MultiLossAccumulator(_Accumulation):
+    """Several losses over the same batches, keyed by the losses' names.
+
+    >>> import numpy as np
+    >>> acc = MultiLossAccumulator(["mse", "mae"])
+    >>> acc.update(np.array([[0.0], [2.0]]), np.array([[1.0], [2.0]]))
+    >>> acc.update(np.array([[1.0]]), np.array([[3.0]]))
+    >>> acc.result()
+    {'mean_squared_error': 1.666..., 'mean_absolute_error': 1.0}
+    >>> acc.samples
+    3
+    """
+
+    def __init__(
+        self, losses: Any, *, reduction: str | None = None, dtype: Any = "float64"
+    ) -> None:
+        super().__init__(losses, reduction=reduction, dtype=dtype)
+
+    @property
+    def samples(self) -> int:
+        """Number of samples seen."""
+        return int(self._samples[0])
+
+    def update(self, y_true: Any, y_pred: Any, sample_weight: Any = None, mask: Any = None) -> None:
+        """Add a batch to every loss (all losses accept it, or none changes)."""
+        self._update(y_true, y_pred, sample_weight, mask, None)
+
+    def merge(self, other: MultiLossAccumulator) -> MultiLossAccumulator:
+        """Add ``other``'s batches; returns ``self``."""
+        self._merge(other)
+        return self
+
+    def result(self) -> dict[str, float]:
+        """Each loss's value, by name."""
+        return self._results(0)
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+    ) -> MultiLossAccumulator:
+        """Rebuild an accumulator from :attr:`state`."""
+        return cls._from_state(state, custom_objects)
+
+
+class GroupedAccumulator(_Accumulation):
+    """Several losses per group: the loss object applied to each group's
+    samples separately, as with a ``groupby``.
+
+    ``groups`` gives one hashable key per sample (an array of numbers or
+    strings).
+
+    >>> import numpy as np
+    >>> acc = GroupedAccumulator(["mse"])
+    >>> acc.update(np.array([[0.0], [2.0], [1.0]]), np.array([[1.0], [2.0], [4.0]]),
+    ...            groups=np.array(["a", "b", "a"]))
+    >>> acc.result()
+    {'a': {'mean_squared_error': 5.0}, 'b': {'mean_squared_error': 0.0}}
+    >>> acc.samples
+    {'a': 2, 'b': 1}
+    """
+
+    _grouped = True
+
+    def __init__(
+        self, losses: Any, *, reduction: str | None = None, dtype: Any = "float64"
+    ) -> None:
+        super().__init__(losses, reduction=reduction, dtype=dtype)
+
+    @property
+    def groups(self) -> list[Hashable]:
+        """The group keys seen, in order of first appearance."""
+        return list(self._keys)
+
+    @property
+    def samples(self) -> dict[Hashable, int]:
+        """Number of samples seen per group."""
+        return {key: int(n) for key, n in zip(self._keys, self._samples, strict=True)}
+
+    def update(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any = None,
+        mask: Any = None,
+        *,
+        groups: Any,
+    ) -> None:
+        """Add a batch whose samples belong to the groups named by ``groups``."""
+        if groups is None:
+            raise ValueError("GroupedAccumulator.update needs `groups`, one key per sample.")
+        self._update(y_true, y_pred, sample_weight, mask, groups)
+
+    def merge(self, other: GroupedAccumulator) -> GroupedAccumulator:
+        """Add ``other``'s batches; groups are matched by key."""
+        self._merge(other)
+        return self
+
+    def result(self) -> dict[Hashable, dict[str, float]]:
+        """Each group's losses, by group key (sorted where keys compare)."""
+        keys = list(self._keys)
+        order = list(range(len(keys)))
+        with contextlib.suppress(TypeError):
+            order.sort(key=lambda i: keys[i])  # type: ignore[arg-type, return-value]
+        return {keys[i]: self._results(i) for i in order}
+
+    @classmethod
+    def from_state(
+        cls, state: Mapping[str, Any], custom_objects: Mapping[str, Any] | None = None
+    ) -> GroupedAccumulator:
+        """Rebuild an accumulator from :attr:`state`."""
+        return cls._from_state(state, custom_objects)

@@ -1,0 +1,354 @@
+"""Accumulators over batches equal the loss object called once on all the data
+(float64 losskit classes, which the parity tests tie to Keras), for every
+loss, reduction, kind of weight and mask, with merges in any order."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+
+import losskit
+from losskit.streaming import (
+    GroupedAccumulator,
+    LossAccumulator,
+    MultiLossAccumulator,
+    resolve_loss,
+)
+from tests.backends import BACKENDS, Backend
+from tests.cases import CASES, Case, case_inputs, keras_class_value
+
+REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight"]
+RTOL, ATOL = 1e-10, 1e-12
+SPLITS = (0, 7, 8, 20, 33, 40)  # uneven batches, one of a single sample
+N = 40
+
+
+def is_overlap(case: Case) -> bool:
+    return case.loss in ("Dice", "Tversky") and case.kwargs.get("axis") is None
+
+
+def inputs(case: Case, seed: int = 0, n: int = N) -> tuple[np.ndarray, np.ndarray]:
+    return case_inputs(case, (n, 3), seed)
+
+
+def batches(*arrays: Any) -> list[tuple[Any, ...]]:
+    return [
+        tuple(None if a is None else a[lo:hi] for a in arrays)
+        for lo, hi in zip(SPLITS[:-1], SPLITS[1:], strict=True)
+    ]
+
+
+def reference(case: Case, reduction: str, *args: Any, **kwargs: Any) -> float:
+    loss = case.losskit_loss(reduction=reduction, dtype="float64")
+    return float(loss(*args, **kwargs))
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_batches_equal_one_call(case: Case, reduction: str) -> None:
+    y_true, y_pred = inputs(case)
+    acc = LossAccumulator(case.losskit_loss(reduction=reduction))
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p)
+    assert acc.samples == N
+    expected = reference(case, reduction, y_true, y_pred)
+    np.testing.assert_allclose(acc.result(), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+def test_equals_keras(case: Case) -> None:
+    """The oracle itself, on the whole data set, default reduction."""
+    y_true, y_pred = inputs(case, seed=3)
+    acc = LossAccumulator(case.losskit_loss())
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p)
+    expected = keras_class_value(case, y_true, y_pred)
+    np.testing.assert_allclose(acc.result(), expected, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("weight_kind", ["per_sample", "column", "per_element"])
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", [c for c in CASES if not is_overlap(c)], ids=lambda c: c.id)
+def test_sample_weights(case: Case, reduction: str, weight_kind: str) -> None:
+    rng = np.random.default_rng(5)
+    if weight_kind == "per_element":  # per-sample losses of shape (N, 2)
+        y_true, y_pred = case_inputs(case, (N, 2, 3), 1)
+        weights = rng.uniform(0.0, 2.0, size=(N, 2))
+    else:
+        y_true, y_pred = inputs(case, seed=1)
+        weights = rng.uniform(0.0, 2.0, size=N)
+        if weight_kind == "column":
+            weights = weights[:, None]
+    weights[[3, 17]] = 0.0
+    acc = LossAccumulator(case.losskit_loss(reduction=reduction))
+    for t, p, w in batches(y_true, y_pred, weights):
+        acc.update(t, p, sample_weight=w)
+    expected = reference(case, reduction, y_true, y_pred, sample_weight=weights)
+    np.testing.assert_allclose(acc.result(), expected, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_scalar_weight(reduction: str) -> None:
+    """A scalar weight is a weight of every sample: Keras's value for one call,
+    except that "mean_with_sample_weight" divides by the weight of every
+    sample, not by the scalar once (see the module docstring)."""
+    y_true, y_pred = inputs(CASES[0])
+    acc = LossAccumulator(losskit.MeanSquaredError(reduction=reduction))
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p, sample_weight=2.5)
+    if reduction == "mean_with_sample_weight":
+        expected = reference(CASES[0], "mean", y_true, y_pred)
+    else:
+        expected = reference(CASES[0], reduction, y_true, y_pred, sample_weight=2.5)
+    np.testing.assert_allclose(acc.result(), expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("case", [c for c in CASES if not is_overlap(c)], ids=lambda c: c.id)
+def test_masks_and_weights(case: Case, reduction: str) -> None:
+    y_true, y_pred = inputs(case, seed=2)
+    rng = np.random.default_rng(7)
+    mask = rng.random(N) > 0.3
+    mask[:7] = False  # a batch without any valid sample
+    weights = rng.uniform(0.5, 2.0, size=N)
+    acc = LossAccumulator(case.losskit_loss(reduction=reduction))
+    masked = LossAccumulator(case.losskit_loss(reduction=reduction))
+    for t, p, m, w in batches(y_true, y_pred, mask, weights):
+        acc.update(t, p, mask=m)
+        masked.update(t, p, sample_weight=w, mask=m)
+    np.testing.assert_allclose(
+        acc.result(), reference(case, reduction, y_true, y_pred, mask=mask), rtol=RTOL, atol=ATOL
+    )
+    expected = reference(case, reduction, y_true, y_pred, sample_weight=weights, mask=mask)
+    np.testing.assert_allclose(masked.result(), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_mask_of_a_column_shape() -> None:
+    """A mask of shape (N, 1) over per-sample losses of shape (N, 2)."""
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.normal(size=(N, 2, 3)), rng.normal(size=(N, 2, 3))
+    mask = rng.random((N, 1)) > 0.5
+    acc = LossAccumulator("mse")
+    for t, p, m in batches(y_true, y_pred, mask):
+        acc.update(t, p, mask=m)
+    expected = float(losskit.MeanSquaredError(dtype="float64")(y_true, y_pred, mask=mask))
+    np.testing.assert_allclose(acc.result(), expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_hinge_label_conversion_is_decided_on_the_whole_data(reduction: str) -> None:
+    """Batches of 0/1 labels convert to -1/1 on their own, but not when another
+    batch has a -1 label; and they do when every batch is 0/1."""
+    rng = np.random.default_rng(0)
+    y_pred = rng.normal(size=(N, 3))
+    binary = rng.integers(0, 2, size=(N, 3)).astype(float)
+    mixed = binary.copy()
+    mixed[35, 0] = -1.0  # only the last batch is not all 0/1
+    for loss in (losskit.Hinge(reduction=reduction), losskit.SquaredHinge(reduction=reduction)):
+        for y_true in (binary, mixed):
+            acc = LossAccumulator(loss)
+            for t, p in batches(y_true, y_pred):
+                acc.update(t, p)
+            expected = float(type(loss)(reduction=reduction, dtype="float64")(y_true, y_pred))
+            np.testing.assert_allclose(acc.result(), expected, rtol=RTOL)
+
+
+def test_hinge_groups_decide_per_group() -> None:
+    rng = np.random.default_rng(1)
+    y_pred = rng.normal(size=(N, 2))
+    y_true = rng.integers(0, 2, size=(N, 2)).astype(float)
+    groups = np.array(["a", "b"] * (N // 2))
+    y_true[np.flatnonzero(groups == "b")[-1], 1] = -1.0  # group b is not 0/1
+    acc = GroupedAccumulator(["hinge"])
+    for t, p, g in batches(y_true, y_pred, groups):
+        acc.update(t, p, groups=g)
+    for key, result in acc.result().items():
+        rows = groups == key
+        expected = float(losskit.Hinge(dtype="float64")(y_true[rows], y_pred[rows]))
+        np.testing.assert_allclose(result["hinge"], expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if is_overlap(c)], ids=lambda c: c.id)
+def test_whole_array_overlap_losses(case: Case) -> None:
+    y_true, y_pred = inputs(case)
+    acc = LossAccumulator(case.losskit_loss())
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p)
+    np.testing.assert_allclose(acc.result(), reference(case, "sum", y_true, y_pred), rtol=1e-12)
+    with pytest.raises(ValueError, match="one value for the whole array"):
+        acc.update(y_true, y_pred, sample_weight=np.ones(N))
+
+
+def test_per_sample_dice() -> None:
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 2, size=(N, 4)), rng.random((N, 4))
+    acc = LossAccumulator(losskit.Dice(axis=-1))
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p)
+    expected = float(losskit.Dice(axis=-1, dtype="float64")(y_true, y_pred))
+    np.testing.assert_allclose(acc.result(), expected, rtol=RTOL)
+
+
+@pytest.mark.parametrize("case", CASES[:8], ids=lambda c: c.id)
+def test_merge_in_any_order_and_state_round_trip(case: Case) -> None:
+    y_true, y_pred = inputs(case, seed=4)
+    weights = np.random.default_rng(0).uniform(0, 1, size=N)
+    parts = []
+    for t, p, w in batches(y_true, y_pred, weights):
+        part = LossAccumulator(case.losskit_loss())
+        part.update(t, p, sample_weight=w)
+        parts.append(part)
+    expected = reference(case, "sum_over_batch_size", y_true, y_pred, sample_weight=weights)
+
+    def clone(acc: LossAccumulator) -> LossAccumulator:
+        return LossAccumulator.from_state(json.loads(json.dumps(acc.state)))
+
+    forward = clone(parts[0])
+    for part in parts[1:]:
+        forward.merge(part)
+    backward = clone(parts[-1])
+    for part in reversed(parts[:-1]):
+        backward.merge(clone(part))
+    tree = clone(parts[0]).merge(parts[1]).merge(clone(parts[2]).merge(parts[3]).merge(parts[4]))
+    for acc in (forward, backward, tree, clone(tree)):
+        assert acc.samples == N
+        np.testing.assert_allclose(acc.result(), expected, rtol=RTOL, atol=ATOL)
+
+
+def test_multi_and_grouped_accumulators() -> None:
+    rng = np.random.default_rng(0)
+    y_true = rng.uniform(0.5, 3.0, size=(N, 1))
+    y_pred = y_true + rng.normal(size=(N, 1))
+    weights = rng.uniform(0, 1, size=N)
+    groups = rng.choice(np.array([3, 1, 2]), size=N)
+    names = [info.name for info in losskit.LOSSES if info.family == "regression"]
+    multi = MultiLossAccumulator(names)
+    grouped = GroupedAccumulator(names)
+    for t, p, w, g in batches(y_true, y_pred, weights, groups):
+        multi.update(t, p, sample_weight=w)
+        grouped.update(t, p, sample_weight=w, groups=g)
+    merged = GroupedAccumulator.from_state(json.loads(json.dumps(grouped.state)))
+    assert list(merged.result()) == [1, 2, 3]
+    assert merged.samples == {k: int(np.sum(groups == k)) for k in (1, 2, 3)}
+    assert multi.samples == N
+    for info in losskit.LOSSES:
+        if info.family != "regression":
+            continue
+        loss = info.cls(dtype="float64")
+        expected = float(loss(y_true, y_pred, sample_weight=weights))
+        np.testing.assert_allclose(multi.result()[info.name], expected, rtol=RTOL)
+        for key, result in merged.result().items():
+            rows = groups == key
+            expected = float(loss(y_true[rows], y_pred[rows], sample_weight=weights[rows]))
+            np.testing.assert_allclose(result[info.name], expected, rtol=RTOL)
+
+
+def test_grouped_string_and_missing_keys() -> None:
+    y = np.arange(6.0).reshape(6, 1)
+    acc = GroupedAccumulator("mae")
+    acc.update(y, y + 1.0, groups=np.array(["x", None, "y", None, "x", "x"], dtype=object))
+    acc.update(y[:2], y[:2], groups=np.array([np.nan, 1.0]))
+    assert acc.samples == {"x": 3, None: 3, "y": 1, 1.0: 1}
+    assert acc.result()[None] == {"mean_absolute_error": 2.0 / 3.0}
+
+
+@pytest.mark.parametrize("backend", BACKENDS, ids=lambda b: b.name)
+def test_any_array_library(backend: Backend) -> None:
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.normal(size=(N, 2)), rng.normal(size=(N, 2))
+    weights = rng.uniform(size=N)
+    acc = MultiLossAccumulator(["mse", "huber", "hinge", "log_cosh"])
+    for t, p, w in batches(y_true, y_pred, weights):
+        acc.update(backend.asarray(t), backend.asarray(p), sample_weight=backend.asarray(w))
+    for name, value in acc.result().items():
+        loss = resolve_loss(name)
+        expected = float(type(loss)(dtype="float64")(y_true, y_pred, sample_weight=weights))
+        np.testing.assert_allclose(value, expected, rtol=RTOL)
+
+
+def test_float32_computation_matches_keras_float32() -> None:
+    case = CASES[0]
+    y_true, y_pred = inputs(case)
+    acc = LossAccumulator("mse", dtype="float32")
+    for t, p in batches(y_true, y_pred):
+        acc.update(t, p)
+    expected = keras_class_value(case, y_true, y_pred, dtype="float32")
+    np.testing.assert_allclose(acc.result(), expected, rtol=1e-6)
+
+
+def test_empty_accumulator_gives_zero() -> None:
+    assert LossAccumulator("mse").result() == 0.0
+    assert MultiLossAccumulator(["mae", "huber"]).result() == {
+        "mean_absolute_error": 0.0,
+        "huber_loss": 0.0,
+    }
+
+
+def test_infinite_values_propagate() -> None:
+    acc = LossAccumulator("mae")
+    acc.update(np.array([[0.0]]), np.array([[np.inf]]))
+    acc.update(np.array([[0.0]]), np.array([[1.0]]))
+    assert acc.result() == np.inf
+
+
+def test_failed_update_changes_nothing() -> None:
+    acc = MultiLossAccumulator(["mse", losskit.CosineSimilarity(axis=0)])
+    with pytest.raises(ValueError, match="batch axis"):
+        acc.update(np.ones((4, 2)), np.ones((4, 2)))
+    assert acc.samples == 0
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "match"),
+    [
+        (lambda: LossAccumulator("mse").update(np.ones(4), np.ones(4)), ValueError, r"\(N, 1\)"),
+        (
+            lambda: LossAccumulator(losskit.MeanSquaredError(reduction="none")),
+            ValueError,
+            "reduces",
+        ),
+        (lambda: LossAccumulator("nope"), ValueError, "Unknown loss"),
+        (lambda: LossAccumulator("mse").merge(LossAccumulator("mae")), ValueError, "different"),
+        (
+            lambda: LossAccumulator("mse").update(
+                np.ones((4, 1)), np.ones((4, 1)), sample_weight=np.ones((4, 3))
+            ),
+            ValueError,
+            "broadcast",
+        ),
+        (lambda: MultiLossAccumulator(["mse", "MeanSquaredError"]), ValueError, "distinct"),
+        (
+            lambda: GroupedAccumulator("mse").update(np.ones((2, 1)), np.ones((2, 1)), groups=[1]),
+            ValueError,
+            "1 keys for 2 samples",
+        ),
+        (lambda: LossAccumulator.from_state({"format": "x"}), ValueError, "Not a losskit"),
+        (
+            lambda: LossAccumulator("mse").update(np.ones((2, 1)), np.array([["a"], ["b"]])),
+            TypeError,
+            "y_pred",
+        ),
+    ],
+)
+def test_errors(make: Any, error: type[Exception], match: str) -> None:
+    with pytest.raises(error, match=match):
+        make()
+
+
+def test_custom_loss_function() -> None:
+    def fourth_power(y_true: Any, y_pred: Any) -> Any:
+        return np.mean((y_true - y_pred) ** 4, axis=-1)
+
+    y = np.arange(8.0).reshape(4, 2)
+    acc = LossAccumulator(fourth_power)
+    acc.update(y[:1], y[:1] + 1.0)
+    acc.update(y[1:], y[1:] * 2.0)
+    expected = float(losskit.get(fourth_power)(y, np.concatenate([y[:1] + 1.0, y[1:] * 2.0])))
+    assert acc.name == "fourth_power"
+    np.testing.assert_allclose(acc.result(), expected, rtol=1e-6)
+    state = json.loads(json.dumps(acc.state))
+    rebuilt = LossAccumulator.from_state(state, custom_objects={"fourth_power": fourth_power})
+    assert rebuilt.result() == acc.result()
