@@ -4,6 +4,7 @@ loss, reduction, kind of weight and mask, with merges in any order."""
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -37,7 +38,7 @@ def inputs(case: Case, seed: int = 0, n: int = N) -> tuple[np.ndarray, np.ndarra
 def batches(*arrays: Any) -> list[tuple[Any, ...]]:
     return [
         tuple(None if a is None else a[lo:hi] for a in arrays)
-        for lo, hi in zip(SPLITS[:-1], SPLITS[1:], strict=True)
+        for lo, hi in itertools.pairwise(SPLITS)
     ]
 
 
