@@ -561,6 +561,7 @@ class _Accumulation:
         sample_weight: Any,
         mask: Any,
         groups: Any,
+        group_keys: Sequence[Any] | None = None,
     ) -> None:
         if groups is None:
             inverse, rows, n = None, np.zeros(1, dtype=np.int64), 1
@@ -576,7 +577,12 @@ class _Accumulation:
                 raise ValueError(
                     f"`groups` has {keys.shape[0]} keys for {_batch_size(y_pred)} samples."
                 )
-            unique_keys, inverse = _factorize(keys)
+            if group_keys is None:
+                unique_keys, inverse = _factorize(keys)
+            else:
+                used, inverse = np.unique(keys.astype(np.int64), return_inverse=True)
+                unique_keys = [_hashable(group_keys[i]) for i in used.tolist()]
+                inverse = inverse.reshape(-1)
             n = len(unique_keys)
             counts = np.bincount(inverse, minlength=n)
         batches = [
@@ -884,11 +890,35 @@ class GroupedAccumulator(_Accumulation):
         mask: Any = None,
         *,
         groups: Any,
+        group_keys: Sequence[Any] | None = None,
     ) -> None:
-        """Add a batch whose samples belong to the groups named by ``groups``."""
+        """Add a batch whose samples belong to the groups named by ``groups``
+        (one hashable key per sample), or, with ``group_keys``, by integer codes
+        into ``group_keys`` (as from a dictionary encoding)."""
         if groups is None:
             raise ValueError("GroupedAccumulator.update needs `groups`, one key per sample.")
-        self._update(y_true, y_pred, sample_weight, mask, groups)
+        self._update(y_true, y_pred, sample_weight, mask, groups, group_keys)
+
+    def combined(self) -> MultiLossAccumulator:
+        """The accumulator of every group together: the losses over all samples.
+
+        >>> import numpy as np
+        >>> acc = GroupedAccumulator(["mae"])
+        >>> acc.update(np.array([[0.0], [0.0]]), np.array([[1.0], [3.0]]), groups=[1, 2])
+        >>> acc.combined().result()
+        {'mean_absolute_error': 2.0}
+        """
+        total = MultiLossAccumulator(
+            [kernel.loss for kernel in self._kernels],
+            reduction=self._reduction,
+            dtype=self._dtype,
+        )
+        zero = np.zeros(1, dtype=np.int64)
+        for mine, theirs in zip(total._sums, self._sums, strict=True):
+            for row in range(theirs.value.shape[0]):
+                mine.add(zero, theirs.value[row : row + 1], theirs.compensation[row : row + 1])
+        total._samples[0] = int(self._samples.sum())
+        return total
 
     def merge(self, other: GroupedAccumulator) -> GroupedAccumulator:
         """Add ``other``'s batches; groups are matched by key."""

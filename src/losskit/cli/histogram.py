@@ -1,0 +1,125 @@
+"""A mergeable histogram of residuals over fixed, symmetric logarithmic bins.
+
+Streaming data has no known range, so bins are fixed in advance: 50 per
+decade for magnitudes from 1e-12 to 1e12, on each side of zero, plus a bin for
+smaller magnitudes and one on each side for larger ones (2403 counts).  Counts
+merge by addition, in any order; the relative width of a bin is 4.7%, so
+:meth:`ResidualHistogram.linear` can re-bin them to a readable linear
+histogram between quantiles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+from typing import Any
+
+import numpy as np
+
+PER_DECADE = 50
+LOW, HIGH = -12, 12
+SIDE = (HIGH - LOW) * PER_DECADE  # bins on each side of zero
+ZERO = SIDE + 1  # index of the bin of magnitudes below 10**LOW
+SIZE = 2 * SIDE + 3
+
+
+def bin_index(residuals: np.ndarray) -> np.ndarray:
+    """The bin of each residual."""
+    magnitude = np.abs(residuals)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        position = np.floor((np.log10(magnitude) - LOW) * PER_DECADE)
+    position = np.where(magnitude < 10.0**LOW, -1, np.clip(position, 0, SIDE))
+    position = position.astype(np.int64)
+    # position: -1 (tiny), 0 .. SIDE - 1 (decade bins), SIDE (overflow).
+    return np.where(
+        position < 0, ZERO, np.where(residuals > 0, ZERO + 1 + position, ZERO - 1 - position)
+    )
+
+
+def bin_centres() -> np.ndarray:
+    """A representative value of each bin (the overflow bins get their edge)."""
+    k = np.arange(SIDE + 1)
+    centres = 10.0 ** (LOW + (k + 0.5) / PER_DECADE)
+    centres[-1] = 10.0**HIGH
+    return np.concatenate([-centres[::-1], [0.0], centres])
+
+
+class ResidualHistogram:
+    """Counts of ``y_pred - y_true`` (every output element), per group."""
+
+    def __init__(self) -> None:
+        self.counts: dict[Hashable, np.ndarray] = {}
+
+    def update(
+        self,
+        y_true: np.ndarray,
+        y_pred: np.ndarray,
+        groups: np.ndarray | None = None,
+        group_keys: list[Any] | None = None,
+    ) -> None:
+        residuals = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
+        index = bin_index(residuals.reshape(residuals.shape[0], -1))
+        if groups is None:
+            self._add(None, np.bincount(index.reshape(-1), minlength=SIZE))
+            return
+        if group_keys is None:
+            keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
+            key_list = keys.tolist()
+        else:
+            used, inverse = np.unique(np.asarray(groups, dtype=np.int64), return_inverse=True)
+            key_list = [group_keys[i] for i in used.tolist()]
+        inverse = inverse.reshape(-1)
+        width = index.shape[1]
+        flat = np.repeat(inverse, width) * SIZE + index.reshape(-1)
+        table = np.bincount(flat, minlength=len(key_list) * SIZE).reshape(len(key_list), SIZE)
+        for key, row in zip(key_list, table, strict=True):
+            self._add(key, row)
+
+    def _add(self, key: Hashable, counts: np.ndarray) -> None:
+        if isinstance(key, float) and key != key:
+            key = None
+        if key in self.counts:
+            self.counts[key] = self.counts[key] + counts
+        else:
+            self.counts[key] = counts.astype(np.int64)
+
+    def merge(self, other: ResidualHistogram) -> ResidualHistogram:
+        for key, counts in other.counts.items():
+            self._add(key, counts)
+        return self
+
+    def total(self) -> np.ndarray:
+        out = np.zeros(SIZE, dtype=np.int64)
+        for counts in self.counts.values():
+            out += counts
+        return out
+
+    @staticmethod
+    def linear(
+        counts: np.ndarray, bins: int = 60, limits: tuple[float, float] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, int, int]:
+        """Counts re-binned to ``bins`` linear bins between the 0.5% and 99.5%
+        quantiles (or ``limits``): (edges, counts, below, above)."""
+        centres = bin_centres()
+        if limits is None:
+            limits = quantile_limits(counts)
+        lo, hi = limits
+        if not hi > lo:
+            lo, hi = lo - 0.5, hi + 0.5
+        edges = np.linspace(lo, hi, bins + 1)
+        inside = (centres >= lo) & (centres <= hi)
+        position = np.clip(np.searchsorted(edges, centres[inside], side="right") - 1, 0, bins - 1)
+        linear = np.bincount(position, weights=counts[inside], minlength=bins)
+        below = int(counts[centres < lo].sum())
+        above = int(counts[centres > hi].sum())
+        return edges, linear, below, above
+
+
+def quantile_limits(counts: np.ndarray, tail: float = 0.005) -> tuple[float, float]:
+    centres = bin_centres()
+    total = counts.sum()
+    if total == 0:
+        return -1.0, 1.0
+    cumulative = np.cumsum(counts) / total
+    lo = centres[int(np.searchsorted(cumulative, tail))]
+    hi = centres[int(np.searchsorted(cumulative, 1.0 - tail))]
+    return float(lo), float(hi)

@@ -1,0 +1,235 @@
+"""Figures: ``losskit plot`` (each loss and its derivative against the
+residual) and ``losskit evaluate --plot`` (a residual histogram and the
+losses).
+
+Values come from losskit's own functions, evaluated element-wise on a grid
+(one sample with one output per point, shape ``(n, 1)``); derivatives are
+central finite differences of those values with respect to ``y_pred``, so
+nothing here restates a formula.  matplotlib draws with its Agg backend (no
+display needed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from losskit.cli._deps import CLIError, require
+from losskit.cli.histogram import ResidualHistogram, quantile_limits
+from losskit.cli.specs import parse_losses
+from losskit.losses import Loss
+
+FORMATS = (".png", ".svg", ".pdf")
+
+
+@dataclass(frozen=True)
+class Axis:
+    """What a loss is drawn against."""
+
+    label: str
+    grid: np.ndarray
+    y_true: tuple[float, ...]  # one curve per target value
+    residual: bool  # x is y_pred - y_true (else y_pred)
+
+
+_RESIDUALS = np.linspace(-3.0, 3.0, 601)
+_AXES = {
+    "regression": Axis("residual  y_pred - y_true", _RESIDUALS, (1.0,), True),
+    "hinge": Axis("y_pred (score)", _RESIDUALS, (-1.0, 1.0), False),
+    "probabilistic": Axis("y_pred", np.linspace(0.005, 0.995, 397), (0.0, 1.0), False),
+}
+# Targets of the curves for losses that depend on y_true beyond the residual.
+_TARGETS = (0.5, 1.0, 2.0, 5.0)
+_PLOTTABLE = {
+    "MeanSquaredError": "regression",
+    "MeanAbsoluteError": "regression",
+    "MeanAbsolutePercentageError": "regression",
+    "MeanSquaredLogarithmicError": "regression",
+    "CosineSimilarity": "regression",
+    "Huber": "regression",
+    "LogCosh": "regression",
+    "Hinge": "hinge",
+    "SquaredHinge": "hinge",
+    "BinaryCrossentropy": "probabilistic",
+    "Poisson": "probabilistic",
+}
+
+
+def _matplotlib() -> Any:
+    matplotlib = require("matplotlib")
+    matplotlib.use("Agg", force=True)
+    return require("matplotlib.pyplot")
+
+
+def _check_output(path: str) -> None:
+    if not path.lower().endswith(FORMATS):
+        raise CLIError(f"--output {path!r}: give a file ending in {', '.join(FORMATS)}.")
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CLIError(f"--output {path!r}: no such directory {directory!r}.")
+
+
+def elementwise(loss: Loss, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """The per-sample loss of each (y_true, y_pred) pair, as one-output samples."""
+    values = loss.call(y_true.reshape(-1, 1), y_pred.reshape(-1, 1))
+    return np.asarray(values, dtype=np.float64).reshape(-1)
+
+
+def derivative(loss: Loss, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
+    """d loss / d y_pred by central differences of :func:`elementwise`; NaN
+    where it does not exist (steps h and 2h disagree: a jump or a kink)."""
+    step = 1e-5 * np.maximum(1.0, np.abs(y_pred))
+
+    def central(h: np.ndarray) -> np.ndarray:
+        ahead = elementwise(loss, y_true, y_pred + h)
+        behind = elementwise(loss, y_true, y_pred - h)
+        return (ahead - behind) / (2.0 * h)
+
+    slope, wider = central(step), central(2.0 * step)
+    smooth = np.abs(slope - wider) <= 1e-3 * (1.0 + np.abs(slope))
+    return np.where(smooth, slope, np.nan)
+
+
+def depends_on_target(loss: Loss, axis: Axis) -> bool:
+    """Whether the loss at a given residual changes with y_true."""
+    if not axis.residual:
+        return False
+    values = [elementwise(loss, np.full(5, t), np.full(5, t) + axis.grid[::150]) for t in _TARGETS]
+    return not all(np.allclose(values[0], v, rtol=1e-9, atol=1e-12) for v in values[1:])
+
+
+def plot_losses(losses_: Sequence[Loss], output: str) -> None:
+    """Draw each loss (rows) and its derivative, and, for losses that depend
+    on y_true, the loss against y_true at fixed residuals (columns)."""
+    plt = _matplotlib()
+    rows = len(losses_)
+    figure, grid = plt.subplots(rows, 3, figsize=(13, 2.9 * rows), squeeze=False)
+    for row, loss in enumerate(losses_):
+        axis = _AXES[_PLOTTABLE[type(loss).__name__]]
+        dependent = depends_on_target(loss, axis)
+        targets = _TARGETS if dependent else axis.y_true
+        value_axes, slope_axes, target_axes = grid[row]
+        for t in targets:
+            y_true = np.full(axis.grid.shape, t)
+            y_pred = y_true + axis.grid if axis.residual else axis.grid
+            label = f"y_true = {t:g}"
+            value_axes.plot(axis.grid, elementwise(loss, y_true, y_pred), label=label)
+            slope_axes.plot(axis.grid, derivative(loss, y_true, y_pred), label=label)
+        value_axes.set_title(f"{loss.name}", loc="left", fontsize=10)
+        value_axes.set_xlabel(axis.label)
+        value_axes.set_ylabel("loss")
+        slope_axes.set_title("d loss / d y_pred", loc="left", fontsize=10)
+        slope_axes.set_xlabel(axis.label)
+        for axes in (value_axes, slope_axes):
+            axes.axhline(0.0, color="0.8", linewidth=0.8, zorder=0)
+            axes.axvline(0.0, color="0.8", linewidth=0.8, zorder=0)
+            if len(targets) > 1:
+                axes.legend(fontsize=7)
+        if dependent:
+            y_true = np.linspace(0.05, 5.0, 400)
+            for r in (-1.0, -0.25, 0.25, 1.0):
+                target_axes.plot(
+                    y_true, elementwise(loss, y_true, y_true + r), label=f"residual {r:+g}"
+                )
+            target_axes.set_title("loss against y_true", loc="left", fontsize=10)
+            target_axes.set_xlabel("y_true")
+            target_axes.legend(fontsize=7)
+        else:
+            target_axes.axis("off")
+            target_axes.text(
+                0.02,
+                0.5,
+                "depends on the residual only" if axis.residual else "",
+                transform=target_axes.transAxes,
+                color="0.4",
+                fontsize=9,
+            )
+    figure.suptitle("losskit: per-element losses and derivatives (finite differences)")
+    figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / rows))
+    figure.savefig(output)
+    plt.close(figure)
+
+
+def plottable(text: str | None) -> list[Loss]:
+    """The losses of a ``--loss`` value that can be drawn element-wise; names
+    given explicitly must be, families and ``all`` keep those that can."""
+    chosen = []
+    for choice in parse_losses(text):
+        if type(choice.loss).__name__ in _PLOTTABLE:
+            chosen.append(choice.loss)
+        elif not choice.optional:
+            names = ", ".join(sorted(_PLOTTABLE))
+            raise CLIError(
+                f"Cannot plot {choice.name}: its value depends on several outputs "
+                f"(or the whole array), not on one residual. Plottable: {names}."
+            )
+    if not chosen:
+        raise CLIError("None of these losses can be plotted element-wise.")
+    return chosen
+
+
+def main(loss: str | None, output: str) -> int:
+    _check_output(output)
+    plot_losses(plottable(loss), output)
+    print(f"wrote {output}")
+    return 0
+
+
+def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> None:
+    """A residual histogram (per group if grouped) and each loss's value."""
+    _check_output(output)
+    plt = _matplotlib()
+    names = list(report["losses"])
+    groups = report.get("groups", {})
+    columns = min(4, len(names))
+    loss_rows = math.ceil(len(names) / columns)
+    figure = plt.figure(figsize=(3.4 * columns + 1, 3.6 + 2.4 * loss_rows))
+    layout = figure.add_gridspec(1 + loss_rows, columns, height_ratios=[1.6] + [1.0] * loss_rows)
+    top = figure.add_subplot(layout[0, :])
+    total = histogram.total()
+    limits = quantile_limits(total)
+    edges, counts, below, above = ResidualHistogram.linear(total, limits=limits)
+    top.stairs(counts, edges, fill=True, color="0.75", label="all rows")
+    by_label = {_label(k): v for k, v in histogram.counts.items()}
+    if groups:
+        for j, key in enumerate(list(groups)[:8]):
+            if key in by_label:
+                _, part, _, _ = ResidualHistogram.linear(by_label[key], limits=limits)
+                top.stairs(part, edges, label=f"{key}", color=f"C{j}")
+        top.legend(fontsize=8)
+    top.set_xlabel("residual  y_pred - y_true")
+    top.set_ylabel("rows")
+    outside = (
+        f"; outside the range shown: {below:,} below, {above:,} above" if below or above else ""
+    )
+    top.set_title(f"residuals of {report['rows']:,} rows{outside}", loc="left", fontsize=10)
+    labels = ["all", *list(groups)[:8]]
+    for i, name in enumerate(names):
+        axes = figure.add_subplot(layout[1 + i // columns, i % columns])
+        values = [report["losses"][name]] + [groups[g]["losses"][name] for g in labels[1:]]
+        heights = [np.nan if v is None else v for v in values]
+        bars = axes.bar(
+            range(len(labels)), heights, color=["0.55"] + [f"C{j}" for j in range(len(labels) - 1)]
+        )
+        axes.bar_label(
+            bars, labels=[("nan" if v is None else f"{v:.4g}") for v in values], fontsize=7
+        )
+        axes.set_xticks(
+            range(len(labels)), labels, fontsize=7, rotation=30 if len(labels) > 4 else 0
+        )
+        axes.set_title(name, fontsize=9)
+        axes.margins(y=0.2)
+    figure.tight_layout()
+    figure.savefig(output)
+    plt.close(figure)
+
+
+def _label(key: Any) -> str:
+    from losskit.cli.evaluate import group_label
+
+    return group_label(key)

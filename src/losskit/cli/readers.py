@@ -1,0 +1,713 @@
+"""Reading prediction files in batches of bounded size.
+
+Formats (by extension): CSV (``.csv``, ``.csv.gz``, read by pyarrow's
+streaming CSV reader), Parquet (``.parquet``, ``.pq``: row group by row
+group), Arrow IPC / Feather v2 (``.arrow``, ``.feather``, ``.ipc``: record
+batch by record batch) and NumPy (``.npy``, ``.npz``: the file is read in
+chunks of rows, never loaded or memory-mapped whole).
+
+A file is cut into *pieces* (runs of Parquet row groups, of IPC record
+batches or of ``.npy`` rows; a whole CSV or ``.npz`` file), the unit of work of
+the Dask engine; a piece is read as batches of at most ``batch_rows`` rows.
+
+Columns of a batch become float64 NumPy arrays: a scalar column gives an
+output of size 1, shape ``(N, 1)``; a fixed-size (or equal-length) list
+column of size k, or several scalar columns named together, gives ``(N, k)``.
+Rows with a missing (null or NaN) or infinite value raise an error naming the
+file, row and column, unless the policy is ``"omit"``, which drops them and
+counts them.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import os
+import zipfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
+
+import numpy as np
+
+from losskit.cli._deps import CLIError, require
+
+FORMATS = {
+    ".csv": "csv",
+    ".csv.gz": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".feather": "arrow",
+    ".ipc": "arrow",
+    ".npy": "npy",
+    ".npz": "npz",
+}
+NAN_POLICIES = ("raise", "omit")
+_GLOB_CHARACTERS = set("*?[")
+
+
+class InputError(CLIError):
+    """Bad input data: the message names the file, and the row where known."""
+
+
+def format_of(path: str) -> str | None:
+    """The format of ``path`` by its extension, or None."""
+    lower = path.lower()
+    for extension in sorted(FORMATS, key=len, reverse=True):
+        if lower.endswith(extension):
+            return FORMATS[extension]
+    return None
+
+
+def find_files(paths: Sequence[str]) -> list[str]:
+    """Expand globs and directories (recursively) into supported files."""
+    found: list[str] = []
+    supported = ", ".join(sorted(FORMATS))
+    for path in paths:
+        if _GLOB_CHARACTERS & set(path):
+            matches = sorted(glob.glob(path, recursive=True))
+            files = [m for m in matches if os.path.isfile(m) and format_of(m)]
+            if not files:
+                raise CLIError(f"No file of a supported type ({supported}) matches {path!r}.")
+        elif os.path.isdir(path):
+            files = sorted(
+                os.path.join(root, name)
+                for root, _, names in os.walk(path)
+                for name in names
+                if format_of(name)
+            )
+            if not files:
+                raise CLIError(f"Directory {path!r} has no file of a supported type ({supported}).")
+        elif os.path.isfile(path):
+            if format_of(path) is None:
+                raise CLIError(f"{path}: unsupported file type; supported: {supported}.")
+            files = [path]
+        else:
+            raise CLIError(f"{path}: no such file or directory.")
+        found.extend(files)
+    return list(dict.fromkeys(found))
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    """Which columns hold what.  ``y_true`` and ``y_pred`` name one column, or
+    several scalar columns that form the last axis together."""
+
+    y_true: tuple[str, ...]
+    y_pred: tuple[str, ...]
+    sample_weight: str | None = None
+    group_by: str | None = None
+
+    @property
+    def numeric(self) -> list[str]:
+        names = [*self.y_true, *self.y_pred]
+        if self.sample_weight:
+            names.append(self.sample_weight)
+        return list(dict.fromkeys(names))
+
+    @property
+    def needed(self) -> list[str]:
+        names = self.numeric
+        if self.group_by and self.group_by not in names:
+            names.append(self.group_by)
+        return names
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A unit of work: rows ``first_row`` onwards of one file, given as a range
+    ``[start, stop)`` of row groups (Parquet), record batches (IPC) or rows
+    (``.npy``); CSV and ``.npz`` files are one piece."""
+
+    path: str
+    format: str
+    start: int
+    stop: int
+    first_row: int
+    rows: int | None
+    nbytes: int
+
+
+@dataclass
+class Batch:
+    """Rows ``first_row .. first_row + rows - 1`` (0-based) of ``path``."""
+
+    path: str
+    first_row: int
+    y_true: np.ndarray
+    y_pred: np.ndarray
+    sample_weight: np.ndarray | None
+    groups: np.ndarray | None
+    group_keys: list[Any] | None
+    nbytes: int
+    skipped: int = 0
+
+    @property
+    def rows(self) -> int:
+        return int(self.y_pred.shape[0])
+
+
+# -- planning ------------------------------------------------------------------
+
+
+def plan(files: Sequence[str], columns: ColumnSpec, batch_rows: int) -> list[Piece]:
+    """Check that every file has the columns, and cut the files into pieces."""
+    pieces: list[Piece] = []
+    for path in files:
+        kind = format_of(path)
+        try:
+            if kind == "parquet":
+                pieces.extend(_plan_parquet(path, columns, batch_rows))
+            elif kind == "arrow":
+                pieces.extend(_plan_arrow(path, columns))
+            elif kind == "csv":
+                _check_columns(path, _csv_names(path), columns)
+                pieces.append(Piece(path, "csv", 0, 0, 0, None, os.path.getsize(path)))
+            elif kind == "npy":
+                pieces.extend(_plan_npy(path, columns, batch_rows))
+            elif kind == "npz":
+                rows = _npz_rows(path, columns)
+                pieces.append(Piece(path, "npz", 0, rows, 0, rows, os.path.getsize(path)))
+        except CLIError:
+            raise
+        except (OSError, ValueError, TypeError) as error:
+            raise InputError(f"{path}: cannot read it as {kind}: {error}") from None
+    return pieces
+
+
+def _check_columns(path: str, names: Sequence[str], columns: ColumnSpec) -> None:
+    missing = [c for c in columns.needed if c not in names]
+    if missing:
+        listed = ", ".join(repr(n) for n in names) or "(none)"
+        plural = "s" if len(missing) > 1 else ""
+        raise InputError(
+            f"{path}: column{plural} {', '.join(repr(m) for m in missing)} not found; "
+            f"its columns are: {listed}."
+        )
+
+
+def _piece_rows(batch_rows: int) -> int:
+    return max(batch_rows, 1) * 4
+
+
+def _plan_parquet(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
+    pq = require("pyarrow.parquet")
+    source = pq.ParquetFile(path)
+    metadata = source.metadata
+    _check_columns(path, source.schema_arrow.names, columns)
+    size, total = os.path.getsize(path), max(metadata.num_rows, 1)
+    pieces, start, first, rows = [], 0, 0, 0
+    for group in range(metadata.num_row_groups):
+        rows += metadata.row_group(group).num_rows
+        if rows >= _piece_rows(batch_rows) or group == metadata.num_row_groups - 1:
+            pieces.append(
+                Piece(path, "parquet", start, group + 1, first, rows, size * rows // total)
+            )
+            start, first, rows = group + 1, first + rows, 0
+    return pieces
+
+
+def _open_ipc(path: str) -> Any:
+    pa = require("pyarrow")
+    source = pa.OSFile(path)  # not memory-mapped: pages read are not kept resident
+    try:
+        return pa.ipc.open_file(source)
+    except pa.ArrowInvalid:
+        source.close()
+        return pa.ipc.open_stream(pa.OSFile(path))
+
+
+def _plan_arrow(path: str, columns: ColumnSpec) -> list[Piece]:
+    reader = _open_ipc(path)
+    _check_columns(path, reader.schema.names, columns)
+    size = os.path.getsize(path)
+    if not hasattr(reader, "num_record_batches"):  # a stream: read in one go
+        return [Piece(path, "arrow", 0, -1, 0, None, size)]
+    counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    total = max(sum(counts), 1)
+    return [
+        Piece(path, "arrow", i, i + 1, sum(counts[:i]), n, size * n // total)
+        for i, n in enumerate(counts)
+    ]
+
+
+# -- NumPy files -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _NpyHeader:
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    offset: int
+
+    @property
+    def rows(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def row_items(self) -> int:
+        return int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
+
+
+def _read_npy_header(stream: IO[bytes], where: str) -> _NpyHeader:
+    version = np.lib.format.read_magic(stream)
+    if version == (1, 0):
+        shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
+    else:
+        shape, fortran, dtype = np.lib.format.read_array_header_2_0(stream)
+    if fortran and len(shape) > 1:
+        raise InputError(
+            f"{where}: Fortran-ordered arrays cannot be read by rows; save it with "
+            "np.save(path, np.ascontiguousarray(array))."
+        )
+    if dtype.hasobject:
+        raise InputError(f"{where}: arrays of Python objects are not supported.")
+    return _NpyHeader(tuple(shape), dtype, stream.tell())
+
+
+def _npy_columns(header: _NpyHeader, where: str) -> dict[str, tuple[str | None, int]]:
+    """Column name -> (structured field or None for a plain column index, width)."""
+    if header.dtype.names:
+        if len(header.shape) != 1:
+            raise InputError(f"{where}: a structured array must be 1-D (one record per row).")
+        out: dict[str, tuple[str | None, int]] = {}
+        for name in header.dtype.names:
+            sub = header.dtype.fields[name][0]  # type: ignore[index]
+            width = int(np.prod(sub.shape)) if sub.shape else 1
+            out[name] = (name, width)
+        return out
+    if len(header.shape) == 1:
+        return {"0": (None, 1)}
+    if len(header.shape) == 2:
+        return {str(i): (None, 1) for i in range(header.shape[1])}
+    raise InputError(
+        f"{where}: a plain .npy array must be 1-D or 2-D (rows x columns); this one "
+        f"has shape {header.shape}. Use a structured array or an .npz file."
+    )
+
+
+def _plan_npy(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
+    with open(path, "rb") as stream:
+        header = _read_npy_header(stream, path)
+    _check_columns(path, list(_npy_columns(header, path)), columns)
+    size, step = os.path.getsize(path), _piece_rows(batch_rows)
+    total = max(header.rows, 1)
+    return [
+        Piece(
+            path,
+            "npy",
+            lo,
+            min(lo + step, header.rows),
+            lo,
+            min(step, header.rows - lo),
+            size * min(step, header.rows - lo) // total,
+        )
+        for lo in range(0, max(header.rows, 1), step)
+    ]
+
+
+def _npz_headers(archive: zipfile.ZipFile, path: str) -> dict[str, str]:
+    return {name[: -len(".npy")]: name for name in archive.namelist() if name.endswith(".npy")}
+
+
+def _npz_rows(path: str, columns: ColumnSpec) -> int:
+    with zipfile.ZipFile(path) as archive:
+        members = _npz_headers(archive, path)
+        _check_columns(path, list(members), columns)
+        lengths = {}
+        for name in columns.needed:
+            with archive.open(members[name]) as stream:
+                header = _read_npy_header(stream, f"{path}[{name}]")
+            if header.dtype.names or len(header.shape) not in (1, 2):
+                raise InputError(
+                    f"{path}: member {name!r} must be a 1-D array (a scalar column) or "
+                    f"2-D (N, k) (a column of k outputs); it has shape {header.shape}."
+                )
+            lengths[name] = header.rows
+    if len(set(lengths.values())) > 1:
+        first = columns.needed[0]
+        for name, n in lengths.items():
+            if n != lengths[first]:
+                shorter = min(n, lengths[first])
+                raise InputError(
+                    f"{path}, row {shorter + 1}: length mismatch: column {name!r} has "
+                    f"{n} rows but {first!r} has {lengths[first]}."
+                )
+    return next(iter(lengths.values()))
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def read_piece(
+    piece: Piece, columns: ColumnSpec, batch_rows: int, nan_policy: str = "raise"
+) -> Iterator[Batch]:
+    """The piece's rows, as batches of at most ``batch_rows`` rows."""
+    readers = {
+        "parquet": _raw_parquet,
+        "arrow": _raw_arrow,
+        "csv": _raw_csv,
+        "npy": _raw_npy,
+        "npz": _raw_npz,
+    }
+    row = piece.first_row
+    for raw, nbytes in readers[piece.format](piece, columns, batch_rows):
+        n = _length(next(iter(raw.values())))
+        for lo in range(0, n, batch_rows):
+            hi = min(lo + batch_rows, n)
+            part = {name: data[lo:hi] for name, data in raw.items()}
+            share = nbytes * (hi - lo) // n if n else nbytes
+            yield _to_batch(piece.path, row + lo, part, columns, share, nan_policy)
+        row += n
+
+
+def _length(data: Any) -> int:
+    return len(data)
+
+
+def _raw_parquet(
+    piece: Piece, columns: ColumnSpec, batch_rows: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    pq = require("pyarrow.parquet")
+    source = pq.ParquetFile(piece.path)
+    rows = max(piece.rows or 1, 1)
+    for batch in source.iter_batches(
+        batch_size=batch_rows,
+        row_groups=list(range(piece.start, piece.stop)),
+        columns=columns.needed,
+    ):
+        yield (
+            {name: batch.column(name) for name in columns.needed},
+            piece.nbytes * batch.num_rows // rows,
+        )
+
+
+def _raw_arrow(
+    piece: Piece, columns: ColumnSpec, batch_rows: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    reader = _open_ipc(piece.path)
+    if piece.stop < 0:
+        batches = iter(reader)
+    else:
+        batches = (reader.get_batch(i) for i in range(piece.start, piece.stop))
+    rows = piece.rows
+    for batch in batches:
+        share = piece.nbytes if rows is None else piece.nbytes * batch.num_rows // max(rows, 1)
+        yield {name: batch.column(name) for name in columns.needed}, share
+
+
+def _csv_names(path: str) -> list[str]:
+    pa = require("pyarrow")
+    pcsv = require("pyarrow.csv")
+    try:
+        with pa.input_stream(path) as stream:
+            reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=1 << 20))
+            return list(reader.schema.names)
+    except pa.ArrowInvalid as error:
+        raise InputError(f"{path}: cannot read the CSV header: {error}") from None
+
+
+def _raw_csv(
+    piece: Piece, columns: ColumnSpec, batch_rows: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    pa = require("pyarrow")
+    pcsv = require("pyarrow.csv")
+    types = {name: pa.float64() for name in columns.numeric}
+    if columns.group_by and columns.group_by not in types:
+        types[columns.group_by] = pa.string()
+    read = pcsv.ReadOptions(block_size=int(min(64 << 20, max(1 << 20, batch_rows * 48))))
+    convert = pcsv.ConvertOptions(include_columns=columns.needed, column_types=types)
+    compressed = piece.path.lower().endswith(".gz")
+    stream = pa.input_stream(piece.path) if compressed else pa.OSFile(piece.path)
+    position = 0
+    try:
+        reader = pcsv.open_csv(stream, read_options=read, convert_options=convert)
+        for batch in reader:
+            # (the position in a compressed file is not known)
+            share = 0 if compressed else max(0, min(stream.tell(), piece.nbytes) - position)
+            position += share
+            yield {name: batch.column(name) for name in columns.needed}, share
+    except pa.ArrowInvalid as error:
+        located = _locate_csv_problem(piece.path, columns)
+        if located:
+            raise InputError(located) from None
+        raise InputError(f"{piece.path}: {error}") from None
+    finally:
+        stream.close()
+
+
+def _csv_nulls() -> set[str]:
+    pcsv = require("pyarrow.csv")
+    return set(pcsv.ConvertOptions().null_values)
+
+
+def _locate_csv_problem(path: str, columns: ColumnSpec) -> str | None:
+    """Find the row that pyarrow rejected (its messages have no row number)."""
+    pa = require("pyarrow")
+    nulls = _csv_nulls()
+    with pa.input_stream(path) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(text)
+        header = next(reader, [])
+        where = {name: header.index(name) for name in columns.numeric if name in header}
+        row = 0
+        for record in reader:
+            if not record:
+                continue
+            row += 1
+            place = f"{path}, row {row} (line {reader.line_num})"
+            if len(record) != len(header):
+                return f"{place}: {len(record)} fields where the header has {len(header)}."
+            for name, index in where.items():
+                value = record[index]
+                if value in nulls:
+                    continue
+                try:
+                    float(value)
+                except ValueError:
+                    return f"{place}: column {name!r} has a non-numeric value {value!r}."
+    return None
+
+
+def _raw_npy(
+    piece: Piece, columns: ColumnSpec, batch_rows: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    with open(piece.path, "rb") as stream:
+        header = _read_npy_header(stream, piece.path)
+        layout = _npy_columns(header, piece.path)
+        item = header.dtype.itemsize * header.row_items
+        stream.seek(header.offset + piece.start * item)
+        total = max(piece.rows or 1, 1)
+        for lo in range(piece.start, piece.stop, batch_rows):
+            n = min(batch_rows, piece.stop - lo)
+            chunk = np.fromfile(stream, dtype=header.dtype, count=n * header.row_items)
+            if chunk.size != n * header.row_items:
+                row = lo + chunk.size // max(header.row_items, 1) + 1
+                raise InputError(f"{piece.path}, row {row}: the file ends early.")
+            chunk = chunk.reshape((n, *header.shape[1:]))
+            data = {}
+            for name in columns.needed:
+                fieldname, _ = layout[name]
+                if fieldname is not None:
+                    values = chunk[fieldname]
+                    data[name] = values.reshape(n, -1) if values.ndim > 2 else values
+                elif chunk.ndim == 1:
+                    data[name] = chunk
+                else:
+                    data[name] = chunk[:, int(name)]
+            yield data, piece.nbytes * n // total
+
+
+def _raw_npz(
+    piece: Piece, columns: ColumnSpec, batch_rows: int
+) -> Iterator[tuple[dict[str, Any], int]]:
+    with zipfile.ZipFile(piece.path) as archive:
+        members = _npz_headers(archive, piece.path)
+        streams = {name: archive.open(members[name]) for name in columns.needed}
+        try:
+            headers = {
+                name: _read_npy_header(stream, f"{piece.path}[{name}]")
+                for name, stream in streams.items()
+            }
+            total = max(piece.rows or 1, 1)
+            for lo in range(0, piece.stop, batch_rows):
+                n = min(batch_rows, piece.stop - lo)
+                data = {}
+                for name, stream in streams.items():
+                    header = headers[name]
+                    raw = stream.read(n * header.row_items * header.dtype.itemsize)
+                    values = np.frombuffer(raw, dtype=header.dtype)
+                    data[name] = values.reshape((n, *header.shape[1:]))
+                yield data, piece.nbytes * n // total
+        finally:
+            for stream in streams.values():
+                stream.close()
+
+
+# -- columns to arrays -----------------------------------------------------------------
+
+
+def _to_batch(
+    path: str,
+    first_row: int,
+    raw: dict[str, Any],
+    columns: ColumnSpec,
+    nbytes: int,
+    nan_policy: str,
+) -> Batch:
+    arrays = {name: _numeric(raw[name], name, path, first_row) for name in columns.numeric}
+    y_true = _stack(arrays, columns.y_true, path, first_row)
+    y_pred = _stack(arrays, columns.y_pred, path, first_row)
+    weight = arrays[columns.sample_weight] if columns.sample_weight else None
+    if weight is not None and weight.ndim != 1:
+        raise InputError(
+            f"{path}, row {first_row + 1}: the sample weight column "
+            f"{columns.sample_weight!r} must hold one number per row."
+        )
+    groups, keys = (None, None)
+    if columns.group_by:
+        groups, keys = _group_codes(raw[columns.group_by])
+    batch = Batch(path, first_row, y_true, y_pred, weight, groups, keys, nbytes)
+    return _apply_nan_policy(batch, columns, arrays, nan_policy)
+
+
+def _stack(
+    arrays: dict[str, np.ndarray], names: tuple[str, ...], path: str, first_row: int
+) -> np.ndarray:
+    if len(names) == 1:
+        array = arrays[names[0]]
+        return array[:, None] if array.ndim == 1 else array
+    parts = []
+    for name in names:
+        if arrays[name].ndim != 1:
+            raise InputError(
+                f"{path}, row {first_row + 1}: column {name!r} holds lists; list "
+                "columns cannot be combined with other columns."
+            )
+        parts.append(arrays[name])
+    return np.stack(parts, axis=1)
+
+
+def _apply_nan_policy(
+    batch: Batch, columns: ColumnSpec, arrays: dict[str, np.ndarray], nan_policy: str
+) -> Batch:
+    finite = np.ones(batch.rows, dtype=bool)
+    for array in arrays.values():
+        ok = np.isfinite(array)
+        finite &= ok if ok.ndim == 1 else ok.all(axis=1)
+    if finite.all():
+        return batch
+    if nan_policy != "omit":
+        index = int(np.argmin(finite))
+        for name, array in arrays.items():
+            values = np.atleast_1d(array[index])
+            bad = values[~np.isfinite(values)]
+            if bad.size:
+                what = "missing (null or NaN)" if np.isnan(bad[0]) else f"{bad[0]}"
+                raise InputError(
+                    f"{batch.path}, row {batch.first_row + index + 1}: column {name!r} "
+                    f"is {what}. Fix the data, or pass --nan-policy omit to skip rows "
+                    "with missing or infinite values."
+                )
+    keep = finite
+    batch.y_true = batch.y_true[keep]
+    batch.y_pred = batch.y_pred[keep]
+    if batch.sample_weight is not None:
+        batch.sample_weight = batch.sample_weight[keep]
+    if batch.groups is not None:
+        batch.groups = batch.groups[keep]
+    batch.skipped = int((~keep).sum())
+    return batch
+
+
+def _numeric(data: Any, name: str, path: str, first_row: int) -> np.ndarray:
+    if isinstance(data, np.ndarray):
+        return _numeric_numpy(data, name, path, first_row)
+    return _numeric_arrow(data, name, path, first_row)
+
+
+def _numeric_numpy(data: np.ndarray, name: str, path: str, first_row: int) -> np.ndarray:
+    if data.dtype.kind in "biuf":
+        return data.astype(np.float64, copy=data.dtype != np.float64 or not data.flags.writeable)
+    if data.dtype.kind in "USO":
+        flat = data.reshape(len(data), -1)
+        for i, row in enumerate(flat):
+            for value in row:
+                try:
+                    float(value)
+                except (TypeError, ValueError):
+                    raise InputError(
+                        f"{path}, row {first_row + i + 1}: column {name!r} has a "
+                        f"non-numeric value {value!r}."
+                    ) from None
+        return data.astype(np.float64)
+    raise InputError(
+        f"{path}, row {first_row + 1}: column {name!r} has dtype {data.dtype}; expected numbers."
+    )
+
+
+def _numeric_arrow(data: Any, name: str, path: str, first_row: int) -> np.ndarray:
+    pa = require("pyarrow")
+    pc = require("pyarrow.compute")
+    kind = data.type
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
+        return _numeric_list(data, name, path, first_row)
+    if (
+        pa.types.is_integer(kind)
+        or pa.types.is_floating(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_decimal(kind)
+    ):
+        values = pc.cast(data, pa.float64()) if kind != pa.float64() else data
+        return np.asarray(values.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        try:
+            return np.asarray(
+                pc.cast(data, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64
+            )
+        except pa.ArrowInvalid:
+            for i, value in enumerate(data.to_pylist()):
+                if value is None:
+                    continue
+                try:
+                    pc.cast(pa.array([value]), pa.float64())
+                except pa.ArrowInvalid:
+                    raise InputError(
+                        f"{path}, row {first_row + i + 1}: column {name!r} has a "
+                        f"non-numeric value {value!r}."
+                    ) from None
+            raise
+    raise InputError(
+        f"{path}, row {first_row + 1}: column {name!r} has type {kind}; expected "
+        "numbers or lists of numbers."
+    )
+
+
+def _numeric_list(data: Any, name: str, path: str, first_row: int) -> np.ndarray:
+    pa = require("pyarrow")
+    pc = require("pyarrow.compute")
+    n = len(data)
+    lengths = pc.list_value_length(data).to_numpy(zero_copy_only=False)
+    lengths = np.asarray(lengths, dtype=np.float64)  # NaN for null lists
+    valid = ~np.isnan(lengths)
+    width = int(lengths[valid][0]) if valid.any() else 0
+    wrong = valid & (lengths != width)
+    if wrong.any():
+        i = int(np.argmax(wrong))
+        raise InputError(
+            f"{path}, row {first_row + i + 1}: length mismatch: column {name!r} has "
+            f"{int(lengths[i])} values in this row and {width} in earlier rows."
+        )
+    inner = data.type.value_type
+    if not (
+        pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_boolean(inner)
+    ):
+        raise InputError(
+            f"{path}, row {first_row + 1}: column {name!r} holds lists of {inner}; "
+            "expected lists of numbers."
+        )
+    flat = pc.cast(data.flatten(), pa.float64()).to_numpy(zero_copy_only=False)
+    out = np.full((n, width), np.nan)
+    out[valid] = np.asarray(flat, dtype=np.float64).reshape(-1, width) if width else flat
+    return out
+
+
+def _group_codes(data: Any) -> tuple[np.ndarray, list[Any] | None]:
+    """Group keys as (codes, keys) for Arrow columns, or keys for NumPy ones."""
+    if isinstance(data, np.ndarray):
+        if data.dtype.kind in "biuf":
+            return data, None
+        return np.asarray(data, dtype=object).reshape(len(data)), None
+    pa = require("pyarrow")
+    kind = data.type
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    if numeric and data.null_count == 0:
+        return np.asarray(data.to_numpy(zero_copy_only=False)), None
+    encoded = data.dictionary_encode()
+    if isinstance(encoded, pa.ChunkedArray):
+        encoded = encoded.combine_chunks()
+    keys = [*encoded.dictionary.to_pylist(), None]
+    codes = encoded.indices.fill_null(len(keys) - 1).to_numpy(zero_copy_only=False)
+    return np.asarray(codes, dtype=np.int64), keys
