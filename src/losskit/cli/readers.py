@@ -399,14 +399,11 @@ def _raw_arrow(
 
 
 def _csv_names(path: str) -> list[str]:
+    """The column names: the first record of the file."""
     pa = require("pyarrow")
-    pcsv = require("pyarrow.csv")
-    try:
-        with pa.input_stream(path) as stream:
-            reader = pcsv.open_csv(stream, read_options=pcsv.ReadOptions(block_size=1 << 20))
-            return list(reader.schema.names)
-    except pa.ArrowInvalid as error:
-        raise InputError(f"{path}: cannot read the CSV header: {error}") from None
+    with pa.input_stream(path) as stream:
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+        return next(csv.reader(text), [])
 
 
 def _raw_csv(
@@ -448,7 +445,7 @@ def _locate_csv_problem(path: str, columns: ColumnSpec) -> str | None:
     pa = require("pyarrow")
     nulls = _csv_nulls()
     with pa.input_stream(path) as stream:
-        text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
         header = next(reader, [])
         where = {name: header.index(name) for name in columns.numeric if name in header}
