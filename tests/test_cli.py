@@ -380,7 +380,8 @@ def test_missing_column_lists_the_columns(
         path = write(make_data(n=20), tmp_path / name)
         err = fails([str(path), "--y-pred", "prediction"], capsys, tmp_path)
         assert "column 'prediction' not found" in err
-        assert "'y_true'" in err and "'y_pred'" in err and "'w'" in err, err
+        for column in ("'y_true'", "'y_pred'", "'w'"):
+            assert column in err
 
 
 def test_non_numeric_value_names_file_and_row(
@@ -416,7 +417,8 @@ def test_length_mismatch_names_file_and_row(
     widths = tmp_path / "widths.npz"
     np.savez(widths, y_true=np.ones((10, 2)), y_pred=np.ones((10, 3)))
     err = fails([str(widths), "--loss", "mse"], capsys, tmp_path)
-    assert "widths.npz, rows 1-10: mean_squared_error" in err and "same shape" in err
+    assert "widths.npz, rows 1-10: mean_squared_error" in err
+    assert "same shape" in err
 
 
 @pytest.mark.parametrize(
