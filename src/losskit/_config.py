@@ -1,4 +1,5 @@
-"""Global settings shared by every loss: the default float type and epsilon.
+"""Global settings shared by every loss: the default float type, epsilon, and
+whether fused kernels may be used.
 
 They mirror ``keras.config.floatx()`` and ``keras.config.epsilon()``.  The
 float type is read when a loss object is constructed (as Keras does); epsilon
@@ -7,7 +8,10 @@ is read every time a loss is computed.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+from collections.abc import Iterator
 
 FLOAT_TYPES = ("bfloat16", "float16", "float32", "float64")
 
@@ -75,3 +79,55 @@ def set_epsilon(value: float) -> None:
             f"(0, 0.5). Received: {value!r}."
         )
     _epsilon = float(value)
+
+
+BACKEND_PREFERENCES = ("fast", "reference")
+_backend_preference = "reference" if os.environ.get("LOSSKIT_BACKEND") == "reference" else "fast"
+
+
+def backend_preference() -> str:
+    """``"fast"`` (default: fused kernels where the input allows) or
+    ``"reference"`` (always the array-API reference implementation).
+
+    The environment variable ``LOSSKIT_BACKEND=reference`` sets it at import.
+
+    >>> import losskit
+    >>> losskit.backend_preference() in ("fast", "reference")
+    True
+    """
+    return _backend_preference
+
+
+def set_backend_preference(value: str) -> None:
+    """Choose ``"fast"`` or ``"reference"``; see :func:`backend_preference`.
+
+    >>> import losskit
+    >>> previous = losskit.backend_preference()
+    >>> losskit.set_backend_preference("reference")
+    >>> losskit.backend_preference()
+    'reference'
+    >>> losskit.set_backend_preference(previous)
+    """
+    global _backend_preference
+    if value not in BACKEND_PREFERENCES:
+        raise ValueError(
+            f"Invalid backend preference {value!r}. Expected one of {BACKEND_PREFERENCES}."
+        )
+    _backend_preference = value
+
+
+@contextlib.contextmanager
+def prefer_backend(value: str) -> Iterator[None]:
+    """Context manager form of :func:`set_backend_preference`.
+
+    >>> import losskit
+    >>> with losskit.prefer_backend("reference"):
+    ...     losskit.backend_preference()
+    'reference'
+    """
+    previous = _backend_preference
+    set_backend_preference(value)
+    try:
+        yield
+    finally:
+        set_backend_preference(previous)
