@@ -12,7 +12,15 @@ array([0.5, 0.5])
 0.5
 """
 
-from losskit._config import epsilon, floatx, set_epsilon, set_floatx
+from losskit._config import (
+    backend_preference,
+    epsilon,
+    floatx,
+    prefer_backend,
+    set_backend_preference,
+    set_epsilon,
+    set_floatx,
+)
 from losskit.functional import (
     binary_crossentropy,
     categorical_crossentropy,
@@ -96,6 +104,7 @@ __all__ = [
     "SparseCategoricalCrossentropy",
     "SquaredHinge",
     "Tversky",
+    "backend_preference",
     "bce",
     "binary_crossentropy",
     "categorical_crossentropy",
@@ -123,8 +132,10 @@ __all__ = [
     "mse",
     "msle",
     "poisson",
+    "prefer_backend",
     "reduce_weighted_values",
     "serialize",
+    "set_backend_preference",
     "set_epsilon",
     "set_floatx",
     "sparse_categorical_crossentropy",
