@@ -156,7 +156,8 @@ def as_array(
             x = _convert_foreign(xp, x, argument, device)
     else:
         try:
-            x = xp.asarray(x, device=device)
+            # Python floats go straight to `dtype`: torch would round them to float32 first.
+            x = xp.asarray(x, device=device) if dtype is None else _asarray(xp, x, dtype, device)
         except Exception as error:
             raise TypeError(
                 f"`{argument}` must be an array or a nested sequence of numbers. "
@@ -169,6 +170,15 @@ def as_array(
     if dtype is not None and x.dtype != dtype:
         x = xp.astype(x, dtype)
     return x
+
+
+def _asarray(xp: Namespace, x: Any, dtype: Any, device: Any) -> Array:
+    """``x`` (a list or scalar) as an array of ``dtype``, refusing strings and
+    other non-numbers the way the dtype check after it would."""
+    probe = _np.asarray(x)
+    if probe.dtype.kind not in "biuf":
+        raise TypeError(f"not numeric (NumPy reads it as {probe.dtype})")
+    return xp.asarray(x, dtype=dtype, device=device)
 
 
 def _convert_foreign(xp: Namespace, x: Array, argument: str, device: Any) -> Array:

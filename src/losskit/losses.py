@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
-from losskit import _array, functional
+from losskit import _array, functional, kernels
 from losskit._array import Array
 from losskit.functional.probabilistic import (
     check_class_axis,
@@ -132,6 +132,10 @@ class Loss:
             mask: None or a boolean array over the per-sample losses; False
                 entries are left out (Keras takes masks from tensors).
         """
+        if isinstance(self, _BuiltinLoss):
+            fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
+            if fused is not None:
+                return fused
         xp = _array.namespace_of(y_pred)
         dtype = _array.float_dtype(xp, self._dtype)
         y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)

@@ -1,0 +1,300 @@
+"""Fused fast paths, dispatched by loss, library, device, dtype and layout.
+
+A built-in loss class first offers its call to :func:`fused_call`.  Where the
+input allows it (NumPy arrays or PyTorch CPU tensors, C-contiguous float32 or
+float64 of the class's dtype, weights that are None, a scalar or one per
+sample, no mask, a reducing reduction, at least :data:`MIN_ELEMENTS`
+elements, and Numba installed) one compiled pass computes the reduced loss,
+and with a torch ``y_pred`` that requires grad, its gradient too (so
+``backward()`` costs nothing more).  Otherwise it returns None and the
+reference implementation runs.  Results equal the reference's up to float
+rounding (sums are accumulated in float64); ``tests/test_kernels.py`` checks
+values and gradients on random inputs for every reduction and weight kind.
+
+``losskit.set_backend_preference("reference")`` (or ``LOSSKIT_BACKEND=reference``)
+turns fast paths off.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import numbers
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import array_api_compat.numpy as np_xp
+import numpy as np
+
+from losskit import _array, _config
+
+__all__ = ["MIN_ELEMENTS", "available", "fused_call"]
+
+MIN_ELEMENTS = 1 << 15
+"""Smaller inputs take the reference path (a kernel launch would not pay)."""
+
+_NUMBA = importlib.util.find_spec("numba") is not None
+_ONE = np.ones(1)
+
+
+def available() -> bool:
+    """Whether fused kernels can run here (Numba is installed)."""
+    return _NUMBA
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Which kernels compute a loss, with their parameters ``a`` and ``b``."""
+
+    forward: Callable[..., Any]
+    forward_backward: Callable[..., Any]
+    a: float = 0.0
+    b: float = 0.0
+    labels: bool = False  # sparse: y_true holds one label per row
+    checked_hinge: bool = False
+    overlap: str | None = None  # "dice" or "tversky": global sums, 0-d loss
+
+
+def _plan(loss: Any, ndim: int) -> Plan | None:
+    from losskit.kernels import _numba_elementwise as elementwise
+    from losskit.kernels import _numba_rowwise as rowwise
+
+    name = type(loss).__name__
+    if type(loss).__module__ != "losskit.losses":
+        return None
+    options = loss._fn_kwargs
+    eps = _config.epsilon()
+    last = (-1, ndim - 1)
+
+    def pair(kernels: tuple[Any, Any], a: float = 0.0, b: float = 0.0, **extra: Any) -> Plan:
+        return Plan(kernels[0], kernels[1], a, b, **extra)
+
+    simple = {"MeanSquaredError": 0.0, "MeanAbsoluteError": 0.0, "LogCosh": 0.0}
+    with_epsilon = ("MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Poisson")
+    if name in simple:
+        return pair(elementwise.KERNELS[name])
+    if name in with_epsilon or name == "KLDivergence":
+        return pair(elementwise.KERNELS[name], eps)
+    if name == "Huber":
+        return pair(elementwise.KERNELS[name], float(options["delta"]))
+    if name in ("Hinge", "SquaredHinge"):
+        squared = 1.0 if name == "SquaredHinge" else 0.0
+        kernels = (elementwise.hinge_checked_forward, elementwise.hinge_checked_forward_backward)
+        return pair(kernels, 1.0, squared, checked_hinge=True)
+    if name == "BinaryCrossentropy" and options["axis"] in last:
+        smoothing = float(options["label_smoothing"])
+        if options["from_logits"]:
+            return pair(elementwise.KERNELS["BinaryCrossentropyFromLogits"], 0.0, smoothing)
+        return pair(elementwise.KERNELS[name], eps, smoothing)
+    if name == "CosineSimilarity" and options["axis"] in (
+        *last,
+        [ndim - 1],
+        (ndim - 1,),
+        [-1],
+        (-1,),
+    ):
+        return pair(rowwise.ROWWISE_KERNELS[name], eps)
+    if name == "CategoricalHinge":
+        return pair(rowwise.ROWWISE_KERNELS[name])
+    if name == "CategoricalCrossentropy" and options["axis"] in last:
+        key = name + ("FromLogits" if options["from_logits"] else "")
+        return pair(rowwise.ROWWISE_KERNELS[key], eps, float(options["label_smoothing"]))
+    if (
+        name == "SparseCategoricalCrossentropy"
+        and options["axis"] in last
+        and options["ignore_class"] is None
+    ):
+        key = name + ("FromLogits" if options["from_logits"] else "")
+        return pair(rowwise.ROWWISE_KERNELS[key], eps, labels=True)
+    if name in ("Dice", "Tversky") and options["axis"] is None:
+        return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=name.lower())
+    return None
+
+
+# --- inputs ---------------------------------------------------------------------
+
+
+def _torch_cpu(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(x, torch.Tensor):
+        return False
+    if torch.compiler.is_compiling() or x.device.type != "cpu" or x.layout != torch.strided:
+        return False
+    return not x.is_complex()
+
+
+def _host_array(x: Any, allow_grad: bool = False) -> np.ndarray | None:
+    """A NumPy view of ``x`` (no copy), or None if it is not NumPy or a CPU tensor."""
+    if type(x) is np.ndarray:
+        return x
+    if _torch_cpu(x) and (allow_grad or not x.requires_grad):
+        return x.detach().numpy()
+    return None
+
+
+def _weights(sample_weight: Any, loss_shape: tuple[int, ...], dtype: Any) -> tuple[Any, ...] | None:
+    """``(w, w_step, weight_sum)`` for the kernels, or None to fall back.
+
+    Weights are rounded to the loss's dtype first, as the reference casts them.
+    """
+    if sample_weight is None:
+        return _ONE, 0, None
+    if isinstance(sample_weight, numbers.Real) and not isinstance(sample_weight, bool):
+        value = float(np.asarray(sample_weight, dtype=dtype))
+        return np.array([value]), 0, value
+    weights = _host_array(sample_weight)
+    if weights is None or weights.dtype.kind not in "biuf":
+        return None
+    if weights.ndim == 0:
+        value = float(weights.astype(dtype))
+        return np.array([value]), 0, value
+    if weights.ndim == len(loss_shape) + 1 and weights.shape[-1] == 1:
+        weights = weights.reshape(weights.shape[:-1])
+    if tuple(weights.shape) != loss_shape:
+        return None
+    flat = np.ascontiguousarray(weights.astype(dtype).reshape(-1), dtype=np.float64)
+    return flat, 1, float(flat.sum())
+
+
+@dataclass
+class _Inputs:
+    t: np.ndarray  # (rows, features), or (rows,) labels
+    p: np.ndarray  # (rows, features)
+    rows: int
+
+
+def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs | None:
+    t = _host_array(y_true)
+    if t is None or y_pred.ndim < 2 or y_pred.size < MIN_ELEMENTS:
+        return None
+    if plan.labels:
+        if t.dtype.kind not in "iuf":
+            return None
+        if t.ndim == y_pred.ndim and t.shape[-1] == 1:
+            t = t.reshape(t.shape[:-1])
+        if t.shape != y_pred.shape[:-1]:
+            return None
+    else:
+        if t.dtype != dtype:
+            return None
+        t, aligned = _array.align_ranks(np_xp, t, y_pred)
+        if aligned is not y_pred or t.shape != y_pred.shape:
+            return None
+    if not (t.flags.c_contiguous and y_pred.flags.c_contiguous):
+        return None
+    features = y_pred.shape[-1]
+    p2 = y_pred.reshape(-1, features)
+    t2 = t.reshape(-1) if plan.labels else t.reshape(-1, features)
+    return _Inputs(t2, p2, p2.shape[0])
+
+
+# --- the call -------------------------------------------------------------------
+
+
+def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
+    """The reduced loss from a fused kernel, or None where none applies."""
+    if not _NUMBA or _config.backend_preference() != "fast" or mask is not None:
+        return None
+    if loss.reduction in (None, "none"):
+        return None
+    is_torch = _torch_cpu(y_pred)
+    p = _host_array(y_pred, allow_grad=True)
+    if p is None or p.dtype.name != loss.dtype or p.dtype.name not in ("float32", "float64"):
+        return None
+    plan = _plan(loss, p.ndim)
+    if plan is None:
+        return None
+    inputs = _inputs(plan, y_true, p, p.dtype)
+    if inputs is None:
+        return None
+    if plan.overlap is not None:
+        if sample_weight is not None:
+            return None
+        return _overlap_call(loss, plan, inputs, y_pred, is_torch)
+    weights = _weights(sample_weight, tuple(p.shape[:-1]), p.dtype)
+    if weights is None:
+        return None
+    scale = _reduction_scale(loss.reduction, inputs.rows, weights[2])
+    if is_torch and y_pred.requires_grad and _grad_enabled():
+        from losskit.kernels._torch import fused_value_and_gradient
+
+        def run(grad: np.ndarray) -> float:
+            return _forward_backward(plan, inputs, weights, scale, grad.reshape(inputs.p.shape))
+
+        return fused_value_and_gradient(y_pred, run)
+    total = _forward(plan, inputs, weights) * scale
+    return _result(total, y_pred, is_torch)
+
+
+def _grad_enabled() -> bool:
+    return bool(sys.modules["torch"].is_grad_enabled())
+
+
+def _reduction_scale(reduction: str, rows: int, weight_sum: float | None) -> float:
+    """What the weighted sum of losses is multiplied by (divide-no-nan)."""
+    if reduction == "sum":
+        return 1.0
+    divisor = (
+        float(rows) if reduction != "mean_with_sample_weight" or weight_sum is None else weight_sum
+    )
+    return 0.0 if divisor == 0 else 1.0 / divisor
+
+
+def _forward(plan: Plan, inputs: _Inputs, weights: tuple[Any, ...]) -> float:
+    w, w_step, _ = weights
+    result = plan.forward(inputs.t, inputs.p, w, w_step, plan.a, plan.b)
+    if plan.checked_hinge:
+        converted, raw, non_binary = result
+        return float(raw if non_binary else converted)
+    return float(result)
+
+
+def _forward_backward(
+    plan: Plan, inputs: _Inputs, weights: tuple[Any, ...], scale: float, grad: np.ndarray
+) -> float:
+    from losskit.kernels import _numba_elementwise as elementwise
+
+    w, w_step, _ = weights
+    result = plan.forward_backward(inputs.t, inputs.p, w, w_step, plan.a, plan.b, scale, grad)
+    if plan.checked_hinge:
+        total, non_binary = result
+        if non_binary:  # labels are not all 0/1: no conversion, one more pass
+            total = elementwise.hinge_forward_backward(
+                inputs.t, inputs.p, w, w_step, 0.0, plan.b, scale, grad
+            )
+        return float(total) * scale
+    return float(result) * scale
+
+
+def _result(value: float, like: Any, is_torch: bool) -> Any:
+    if is_torch:
+        torch = sys.modules["torch"]
+        return torch.tensor(value, dtype=like.dtype)
+    return np.asarray(value, dtype=like.dtype)
+
+
+def _overlap_call(loss: Any, plan: Plan, inputs: _Inputs, y_pred: Any, is_torch: bool) -> Any:
+    intersection, true_sum, pred_sum = plan.forward(inputs.t, inputs.p)
+    eps = _config.epsilon()
+    if plan.overlap == "dice":
+        denominator = true_sum + pred_sum + eps
+        value = 1.0 - 2.0 * intersection / denominator
+        slope = -2.0 / denominator
+        offset = 2.0 * intersection / denominator**2
+    else:
+        alpha, beta = float(loss._fn_kwargs["alpha"]), float(loss._fn_kwargs["beta"])
+        false_positive = pred_sum - intersection
+        false_negative = true_sum - intersection
+        denominator = intersection + alpha * false_positive + beta * false_negative + eps
+        value = 1.0 - intersection / denominator
+        slope = -1.0 / denominator + intersection * (1.0 - alpha - beta) / denominator**2
+        offset = intersection * alpha / denominator**2
+    if is_torch and y_pred.requires_grad and _grad_enabled():
+        from losskit.kernels._torch import fused_value_and_deferred_gradient
+
+        def gradient(grad: np.ndarray) -> None:
+            plan.forward_backward(inputs.t, slope, offset, grad.reshape(inputs.p.shape))
+
+        return fused_value_and_deferred_gradient(y_pred, value, gradient)
+    return _result(value, y_pred, is_torch)

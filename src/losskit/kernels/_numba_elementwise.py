@@ -1,0 +1,372 @@
+"""Numba kernels for losses that average (or sum) an elementwise term over the
+last axis: one parallel pass over ``(rows, features)`` that reads ``y_true``
+and ``y_pred`` once and, for forward+backward, writes the gradient in the
+same pass.
+
+Every elementwise function returns ``(value, d value / d y_pred)`` for one
+element; it restates the reference math of :mod:`losskit.functional` (which
+stays the definition, and which these kernels are property-tested against).
+Parameters arrive as ``a`` and ``b`` (float64).  Sums are accumulated in
+float64, per row and across rows.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+FASTMATH = {"reassoc", "contract", "nsz"}  # vectorised sums; NaN and inf stay exact
+LOG2 = math.log(2.0)
+
+
+@njit(inline="always")
+def clamp_below(x, low):  # type: ignore[no-untyped-def]
+    """``max(x, low)`` that propagates NaN, and its derivative in x."""
+    return (low, 0.0) if x < low else (x, 1.0)
+
+
+@njit(inline="always")
+def clip(x, low, high):  # type: ignore[no-untyped-def]
+    """Keras's ``clip`` and its derivative (0 outside the interval)."""
+    if x < low:
+        return low, 0.0
+    if x > high:
+        return high, 0.0
+    return x, 1.0
+
+
+@njit(inline="always")
+def sign(x):  # type: ignore[no-untyped-def]
+    return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
+
+
+@njit(inline="always")
+def softplus(x):  # type: ignore[no-untyped-def]
+    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
+
+
+@njit(inline="always")
+def sigmoid(x):  # type: ignore[no-untyped-def]
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+# --- elementwise terms: (t, p, a, b) -> (value, d value / d p) ---------------
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def squared_error(t, p, a, b):  # type: ignore[no-untyped-def]
+    d = p - t
+    return d * d, d + d
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absolute_error(t, p, a, b):  # type: ignore[no-untyped-def]
+    d = p - t
+    return abs(d), sign(d)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def absolute_percentage_error(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = epsilon
+    scale = max(abs(t), a)
+    d = p - t
+    return 100.0 * abs(d) / scale, 100.0 * sign(d) / scale
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = epsilon
+    p_clamped, dp = clamp_below(p, a)
+    t_clamped, _ = clamp_below(t, a)
+    d = math.log(p_clamped + 1.0) - math.log(t_clamped + 1.0)
+    return d * d, 2.0 * d * dp / (p_clamped + 1.0)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def huber(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = delta
+    e = p - t
+    abs_e = abs(e)
+    q = min(abs_e, a)
+    value = 0.5 * q * q + a * (abs_e - q)
+    return value, (e if abs_e <= a else a * sign(e))
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def log_cosh(t, p, a, b):  # type: ignore[no-untyped-def]
+    e = p - t
+    return e + softplus(-2.0 * e) - LOG2, math.tanh(e)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def poisson(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = epsilon
+    return p - t * math.log(p + a), 1.0 - t / (p + a)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = epsilon; summed, not averaged, over the last axis
+    t_clipped, _ = clip(t, a, 1.0)
+    p_clipped, dp = clip(p, a, 1.0)
+    return t_clipped * math.log(t_clipped / p_clipped), -t_clipped / p_clipped * dp
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = epsilon, b = label smoothing
+    t = t * (1.0 - b) + 0.5 * b
+    p_clipped, dp = clip(p, a, 1.0 - a)
+    value = -(t * math.log(p_clipped) + (1.0 - t) * math.log(1.0 - p_clipped))
+    return value, -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def binary_crossentropy_from_logits(t, p, a, b):  # type: ignore[no-untyped-def]
+    # b = label smoothing
+    t = t * (1.0 - b) + 0.5 * b
+    return t * softplus(-p) + (1.0 - t) * softplus(p), sigmoid(p) - t
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
+    # a = 1: convert 0/1 labels to -1/1; b = 1: squared hinge
+    s = 2.0 * t - 1.0 if a else t
+    margin = 1.0 - s * p
+    if margin <= 0:
+        return 0.0, 0.0
+    if b:
+        return margin * margin, -2.0 * margin * s
+    return margin, -s
+
+
+# --- generic bodies --------------------------------------------------------
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyped-def]
+    """sum_i w_i * (sum_j term(t_ij, p_ij) / divisor)"""
+    total = 0.0
+    for i in prange(p.shape[0]):
+        row = 0.0
+        for j in range(p.shape[1]):
+            value, _ = term(t[i, j], p[i, j], a, b)
+            row += value
+        total += w[i * w_step] * (row / divisor)
+    return total
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  # type: ignore[no-untyped-def]
+    """:func:`forward_body`, writing ``grad = scale * d total / d p``."""
+    total = 0.0
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        factor = scale * weight / divisor
+        row = 0.0
+        for j in range(p.shape[1]):
+            value, derivative = term(t[i, j], p[i, j], a, b)
+            row += value
+            grad[i, j] = factor * derivative
+        total += weight * (row / divisor)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    """Hinge totals with and without label conversion, and the count of
+    non-binary labels, in one pass (so the choice needs no extra read)."""
+    converted = 0.0
+    raw = 0.0
+    non_binary = 0
+    divisor = p.shape[1]
+    for i in prange(p.shape[0]):
+        row_converted = 0.0
+        row_raw = 0.0
+        row_non_binary = 0
+        for j in range(p.shape[1]):
+            x = t[i, j]
+            value, _ = hinge(x, p[i, j], 1, b)
+            row_converted += value
+            value, _ = hinge(x, p[i, j], 0, b)
+            row_raw += value
+            row_non_binary += 0 if (x == 0 or x == 1) else 1
+        converted += w[i * w_step] * (row_converted / divisor)
+        raw += w[i * w_step] * (row_raw / divisor)
+        non_binary += row_non_binary
+    return converted, raw, non_binary
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    """Forward+backward of the hinge with 0/1 labels converted, also returning
+    the count of non-binary labels: if it is not 0, the caller reruns the
+    generic kernel without conversion (rare, and then one more pass)."""
+    total = 0.0
+    non_binary = 0
+    divisor = p.shape[1]
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        factor = scale * weight / divisor
+        row = 0.0
+        row_non_binary = 0
+        for j in range(p.shape[1]):
+            x = t[i, j]
+            value, derivative = hinge(x, p[i, j], 1, b)
+            row += value
+            grad[i, j] = factor * derivative
+            row_non_binary += 0 if (x == 0 or x == 1) else 1
+        total += weight * (row / divisor)
+        non_binary += row_non_binary
+    return total, non_binary
+
+
+# One pair of entry points per term, at module level so Numba can cache them
+# (a factory's closures would share one cache entry).  The divisor is the
+# number of features for averaged terms and 1 for summed ones (KL).
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def squared_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, squared_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def squared_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, squared_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def absolute_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, absolute_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def absolute_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, absolute_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def absolute_percentage_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, absolute_percentage_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def absolute_percentage_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(
+        t, p, w, w_step, a, b, scale, grad, absolute_percentage_error, p.shape[1]
+    )
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def squared_logarithmic_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, squared_logarithmic_error, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def squared_logarithmic_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(
+        t, p, w, w_step, a, b, scale, grad, squared_logarithmic_error, p.shape[1]
+    )
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def huber_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, huber, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def huber_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, huber, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def log_cosh_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, log_cosh, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def log_cosh_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, log_cosh, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def poisson_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, poisson, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def poisson_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, poisson, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def kl_divergence_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, kl_divergence, 1.0)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def kl_divergence_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, kl_divergence, 1.0)
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def binary_crossentropy_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, binary_crossentropy, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def binary_crossentropy_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(
+        t, p, w, w_step, a, b, scale, grad, binary_crossentropy, p.shape[1]
+    )
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def binary_crossentropy_from_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, binary_crossentropy_from_logits, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def binary_crossentropy_from_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(
+        t, p, w, w_step, a, b, scale, grad, binary_crossentropy_from_logits, p.shape[1]
+    )
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    return forward_body(t, p, w, w_step, a, b, hinge, p.shape[1])
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    return forward_backward_body(t, p, w, w_step, a, b, scale, grad, hinge, p.shape[1])
+
+
+KERNELS = {
+    "MeanSquaredError": (squared_error_forward, squared_error_forward_backward),
+    "MeanAbsoluteError": (absolute_error_forward, absolute_error_forward_backward),
+    "MeanAbsolutePercentageError": (
+        absolute_percentage_error_forward,
+        absolute_percentage_error_forward_backward,
+    ),
+    "MeanSquaredLogarithmicError": (
+        squared_logarithmic_error_forward,
+        squared_logarithmic_error_forward_backward,
+    ),
+    "Huber": (huber_forward, huber_forward_backward),
+    "LogCosh": (log_cosh_forward, log_cosh_forward_backward),
+    "Poisson": (poisson_forward, poisson_forward_backward),
+    "KLDivergence": (kl_divergence_forward, kl_divergence_forward_backward),
+    "BinaryCrossentropy": (binary_crossentropy_forward, binary_crossentropy_forward_backward),
+    "BinaryCrossentropyFromLogits": (
+        binary_crossentropy_from_logits_forward,
+        binary_crossentropy_from_logits_forward_backward,
+    ),
+    "Hinge": (hinge_forward, hinge_forward_backward),
+}

@@ -1,0 +1,311 @@
+"""Numba kernels for losses that need a whole row (the last axis) at once:
+cosine similarity, categorical hinge and the categorical crossentropies; and
+the global sums of Dice and Tversky.
+
+A row is a few hundred bytes, so the second look at it (to write the
+gradient once its sums are known) hits the L1 cache: memory traffic stays one
+read of the inputs and one write of the gradient.  Signatures follow
+:mod:`losskit.kernels._numba_elementwise`: ``forward(t, p, w, w_step, a, b)``
+returns ``sum_i w_i * loss_i``; ``forward_backward(..., scale, grad)`` also
+writes ``grad = scale * d(that sum) / d p``.
+"""
+
+from __future__ import annotations
+
+import math
+
+from numba import njit, prange
+
+from losskit.kernels._numba_elementwise import FASTMATH, clip
+
+# --- cosine similarity: a = epsilon -------------------------------------------
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
+    dot = 0.0
+    true_norm2 = 0.0
+    pred_norm2 = 0.0
+    for j in range(p.shape[1]):
+        dot += t[i, j] * p[i, j]
+        true_norm2 += t[i, j] * t[i, j]
+        pred_norm2 += p[i, j] * p[i, j]
+    floor = a * a
+    inv_true = 1.0 / math.sqrt(max(true_norm2, floor))
+    inv_pred = 1.0 / math.sqrt(max(pred_norm2, floor))
+    return dot, inv_true, inv_pred, pred_norm2 > floor
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        dot, inv_true, inv_pred, _ = _cosine_row(t, p, i, a)
+        total += w[i * w_step] * (-dot * inv_true * inv_pred)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        dot, inv_true, inv_pred, pred_unclamped = _cosine_row(t, p, i, a)
+        weight = w[i * w_step]
+        total += weight * (-dot * inv_true * inv_pred)
+        factor = -scale * weight * inv_true * inv_pred
+        # d/dp of -dot/(|t| |p|) = -(t - dot p / |p|^2) / (|t| |p|) while |p| > eps.
+        curvature = dot * inv_pred * inv_pred if pred_unclamped else 0.0
+        for j in range(p.shape[1]):
+            grad[i, j] = factor * (t[i, j] - curvature * p[i, j])
+    return total
+
+
+# --- categorical hinge --------------------------------------------------------
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
+    positive = 0.0
+    negative = -math.inf
+    arg = 0
+    for j in range(p.shape[1]):
+        positive += t[i, j] * p[i, j]
+        candidate = (1.0 - t[i, j]) * p[i, j]
+        if candidate > negative:
+            negative = candidate
+            arg = j
+    return negative - positive + 1.0, arg
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        margin, _ = _categorical_hinge_row(t, p, i)
+        total += w[i * w_step] * max(margin, 0.0)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        margin, arg = _categorical_hinge_row(t, p, i)
+        weight = w[i * w_step]
+        total += weight * max(margin, 0.0)
+        factor = scale * weight if margin > 0 else 0.0
+        for j in range(p.shape[1]):
+            grad[i, j] = -factor * t[i, j]
+        grad[i, arg] += factor * (1.0 - t[i, arg])
+    return total
+
+
+# --- categorical crossentropy: a = epsilon, b = label smoothing ---------------
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
+    largest = -math.inf
+    for j in range(p.shape[1]):
+        largest = max(largest, p[i, j])
+    total = 0.0
+    for j in range(p.shape[1]):
+        total += math.exp(p[i, j] - largest)
+    return largest + math.log(total)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _row_sum(p, i):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for j in range(p.shape[1]):
+        total += p[i, j]
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        norm = _row_sum(p, i)
+        row = 0.0
+        for j in range(classes):
+            q, _ = clip(p[i, j] / norm, a, 1.0 - a)
+            row -= (t[i, j] * (1.0 - b) + b / classes) * math.log(q)
+        total += w[i * w_step] * row
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        norm = _row_sum(p, i)
+        row = 0.0
+        projection = 0.0  # sum_j g_j q_j with g_j = d loss / d q_j
+        for j in range(classes):
+            q_raw = p[i, j] / norm
+            q, inside = clip(q_raw, a, 1.0 - a)
+            target = t[i, j] * (1.0 - b) + b / classes
+            row -= target * math.log(q)
+            g = -target / q * inside
+            grad[i, j] = g
+            projection += g * q_raw
+        total += weight * row
+        factor = scale * weight / norm
+        for j in range(classes):
+            grad[i, j] = factor * (grad[i, j] - projection)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        lse = _log_sum_exp(p, i)
+        row = 0.0
+        for j in range(classes):
+            row -= (t[i, j] * (1.0 - b) + b / classes) * (p[i, j] - lse)
+        total += w[i * w_step] * row
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        lse = _log_sum_exp(p, i)
+        row = 0.0
+        target_sum = 0.0
+        for j in range(classes):
+            target = t[i, j] * (1.0 - b) + b / classes
+            row -= target * (p[i, j] - lse)
+            target_sum += target
+        total += weight * row
+        factor = scale * weight
+        for j in range(classes):
+            target = t[i, j] * (1.0 - b) + b / classes
+            grad[i, j] = factor * (target_sum * math.exp(p[i, j] - lse) - target)
+    return total
+
+
+# --- sparse categorical crossentropy: labels t of shape (rows,) --------------
+
+
+@njit(inline="always")
+def _label(t, i, classes):  # type: ignore[no-untyped-def]
+    label = int(t[i])  # truncation, as the reference's cast to int32
+    return label, 0 <= label < classes
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        label, valid = _label(t, i, p.shape[1])
+        if valid:
+            q, _ = clip(p[i, label] / _row_sum(p, i), a, 1.0 - a)
+            total -= w[i * w_step] * math.log(q)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        label, valid = _label(t, i, p.shape[1])
+        for j in range(p.shape[1]):
+            grad[i, j] = 0.0
+        if valid:
+            weight = w[i * w_step]
+            norm = _row_sum(p, i)
+            q_raw = p[i, label] / norm
+            q, inside = clip(q_raw, a, 1.0 - a)
+            total -= weight * math.log(q)
+            g = -inside / q  # d loss / d q_label
+            factor = scale * weight / norm
+            for j in range(p.shape[1]):
+                grad[i, j] = -factor * g * q_raw
+            grad[i, label] += factor * g
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        label, valid = _label(t, i, p.shape[1])
+        if valid:
+            total += w[i * w_step] * (_log_sum_exp(p, i) - p[i, label])
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        label, valid = _label(t, i, p.shape[1])
+        if not valid:
+            for j in range(p.shape[1]):
+                grad[i, j] = 0.0
+            continue
+        weight = w[i * w_step]
+        lse = _log_sum_exp(p, i)
+        total += weight * (lse - p[i, label])
+        factor = scale * weight
+        for j in range(p.shape[1]):
+            grad[i, j] = factor * math.exp(p[i, j] - lse)
+        grad[i, label] -= factor
+    return total
+
+
+# --- Dice and Tversky over all axes: the three sums they need -----------------
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def overlap_sums(t, p):  # type: ignore[no-untyped-def]
+    """``(sum(t * p), sum(t), sum(p))`` in one pass."""
+    intersection = 0.0
+    true_sum = 0.0
+    pred_sum = 0.0
+    for i in prange(p.shape[0]):
+        row_intersection = 0.0
+        row_true = 0.0
+        row_pred = 0.0
+        for j in range(p.shape[1]):
+            row_intersection += t[i, j] * p[i, j]
+            row_true += t[i, j]
+            row_pred += p[i, j]
+        intersection += row_intersection
+        true_sum += row_true
+        pred_sum += row_pred
+    return intersection, true_sum, pred_sum
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True)
+def affine_in_true(t, slope, offset, grad):  # type: ignore[no-untyped-def]
+    """``grad = slope * t + offset``: the gradient of Dice and Tversky."""
+    for i in prange(t.shape[0]):
+        for j in range(t.shape[1]):
+            grad[i, j] = slope * t[i, j] + offset
+
+
+ROWWISE_KERNELS = {
+    "CosineSimilarity": (cosine_forward, cosine_forward_backward),
+    "CategoricalHinge": (categorical_hinge_forward, categorical_hinge_forward_backward),
+    "CategoricalCrossentropy": (categorical_forward, categorical_forward_backward),
+    "CategoricalCrossentropyFromLogits": (
+        categorical_logits_forward,
+        categorical_logits_forward_backward,
+    ),
+    "SparseCategoricalCrossentropy": (sparse_forward, sparse_forward_backward),
+    "SparseCategoricalCrossentropyFromLogits": (
+        sparse_logits_forward,
+        sparse_logits_forward_backward,
+    ),
+}
