@@ -45,7 +45,12 @@ def available() -> bool:
 
 @dataclass(frozen=True)
 class Plan:
-    """Which kernels compute a loss, with their parameters ``a`` and ``b``."""
+    """Which kernels compute a loss, with their parameters ``a`` and ``b``.
+
+    ``forward(t, p, w, w_step, a, b)`` returns ``sum_i w_i loss_i`` and
+    ``forward_backward(..., scale, grad)`` also writes ``scale`` times its
+    gradient into ``grad``.
+    """
 
     forward: Callable[..., Any]
     forward_backward: Callable[..., Any]
@@ -56,60 +61,60 @@ class Plan:
     overlap: str | None = None  # "dice" or "tversky": global sums, 0-d loss
 
 
+def _kernel_key(name: str, options: dict[str, Any], ndim: int) -> tuple[str, float, float] | None:
+    """The kernel family of a loss and its parameters, or None if unsupported."""
+    eps = _config.epsilon()
+    last_axis = options.get("axis", -1) in (-1, ndim - 1, (-1,), [-1], (ndim - 1,), [ndim - 1])
+    logits = "FromLogits" if options.get("from_logits") else ""
+    smoothing = float(options.get("label_smoothing", 0.0))
+    if name in ("MeanSquaredError", "MeanAbsoluteError", "LogCosh", "CategoricalHinge"):
+        return name, 0.0, 0.0
+    if name in ("MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Poisson"):
+        return name, eps, 0.0
+    if name in ("KLDivergence", "CosineSimilarity") and last_axis:
+        return name, eps, 0.0
+    if name == "Huber":
+        return name, float(options["delta"]), 0.0
+    if name in ("Hinge", "SquaredHinge"):
+        return "Hinge", 1.0, 1.0 if name == "SquaredHinge" else 0.0
+    if name in ("BinaryCrossentropy", "CategoricalCrossentropy") and last_axis:
+        return name + logits, eps, smoothing
+    if name == "SparseCategoricalCrossentropy" and last_axis and options["ignore_class"] is None:
+        return name + logits, eps, 0.0
+    if name in ("Dice", "Tversky") and options["axis"] is None:
+        return name, 0.0, 0.0
+    return None
+
+
 def _plan(loss: Any, ndim: int) -> Plan | None:
     from losskit.kernels import _numba_elementwise as elementwise
     from losskit.kernels import _numba_rowwise as rowwise
+    from losskit.kernels import _numpy_chunked as chunked
 
-    name = type(loss).__name__
     if type(loss).__module__ != "losskit.losses":
         return None
-    options = loss._fn_kwargs
-    eps = _config.epsilon()
-    last = (-1, ndim - 1)
+    found = _kernel_key(type(loss).__name__, loss._fn_kwargs, ndim)
+    if found is None:
+        return None
+    key, a, b = found
+    labels = key.startswith("Sparse")
+    if key in chunked.ROW_FUNCTIONS:
+        row_function = chunked.ROW_FUNCTIONS[key]
 
-    def pair(kernels: tuple[Any, Any], a: float = 0.0, b: float = 0.0, **extra: Any) -> Plan:
-        return Plan(kernels[0], kernels[1], a, b, **extra)
+        def forward(t: Any, p: Any, w: Any, w_step: int, a: float, b: float) -> float:
+            return chunked.run(row_function, t, p, w, w_step, a, b)
 
-    simple = {"MeanSquaredError": 0.0, "MeanAbsoluteError": 0.0, "LogCosh": 0.0}
-    with_epsilon = ("MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Poisson")
-    if name in simple:
-        return pair(elementwise.KERNELS[name])
-    if name in with_epsilon or name == "KLDivergence":
-        return pair(elementwise.KERNELS[name], eps)
-    if name == "Huber":
-        return pair(elementwise.KERNELS[name], float(options["delta"]))
-    if name in ("Hinge", "SquaredHinge"):
-        squared = 1.0 if name == "SquaredHinge" else 0.0
+        def forward_backward(*args: Any) -> float:
+            return chunked.run(row_function, *args)
+
+        return Plan(forward, forward_backward, a, b, labels=labels)
+    if key == "Hinge":
         kernels = (elementwise.hinge_checked_forward, elementwise.hinge_checked_forward_backward)
-        return pair(kernels, 1.0, squared, checked_hinge=True)
-    if name == "BinaryCrossentropy" and options["axis"] in last:
-        smoothing = float(options["label_smoothing"])
-        if options["from_logits"]:
-            return pair(elementwise.KERNELS["BinaryCrossentropyFromLogits"], 0.0, smoothing)
-        return pair(elementwise.KERNELS[name], eps, smoothing)
-    if name == "CosineSimilarity" and options["axis"] in (
-        *last,
-        [ndim - 1],
-        (ndim - 1,),
-        [-1],
-        (-1,),
-    ):
-        return pair(rowwise.ROWWISE_KERNELS[name], eps)
-    if name == "CategoricalHinge":
-        return pair(rowwise.ROWWISE_KERNELS[name])
-    if name == "CategoricalCrossentropy" and options["axis"] in last:
-        key = name + ("FromLogits" if options["from_logits"] else "")
-        return pair(rowwise.ROWWISE_KERNELS[key], eps, float(options["label_smoothing"]))
-    if (
-        name == "SparseCategoricalCrossentropy"
-        and options["axis"] in last
-        and options["ignore_class"] is None
-    ):
-        key = name + ("FromLogits" if options["from_logits"] else "")
-        return pair(rowwise.ROWWISE_KERNELS[key], eps, labels=True)
-    if name in ("Dice", "Tversky") and options["axis"] is None:
-        return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=name.lower())
-    return None
+        return Plan(*kernels, a, b, checked_hinge=True)
+    if key in ("Dice", "Tversky"):
+        return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=key.lower())
+    kernels = elementwise.KERNELS.get(key) or rowwise.ROWWISE_KERNELS[key]
+    return Plan(*kernels, a, b, labels=labels)
 
 
 # --- inputs ---------------------------------------------------------------------
