@@ -102,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--batch-rows",
         type=_positive,
-        default=1 << 20,
+        default=1 << 18,
         metavar="N",
-        help="rows per batch (default: 1048576); memory grows with it",
+        help="rows per batch (default: 262144); memory grows with it",
     )
     evaluate.add_argument(
         "--nan-policy",
@@ -119,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--jobs",
         type=_positive,
         metavar="N",
-        help="threads of the local engine (default: CPUs, at most 4)",
+        help="computing threads of the local engine (default: CPUs + 1, at most 4)",
     )
     evaluate.add_argument(
         "--dask-workers",

@@ -1,0 +1,294 @@
+"""Benchmark ``losskit evaluate`` against what a user would write instead.
+
+On a generated Parquet file of ``--rows`` rows (default 10**8) with two
+float64 columns (y_true, y_pred), each contender runs in a fresh Python
+process, which reports its time (reading and computing, after imports) and
+its peak resident memory (VmHWM):
+
+- ``losskit evaluate`` with the regression set (7 Keras losses, default) and
+  with MSE alone;
+- pandas + scikit-learn: ``pd.read_parquet`` then ``sklearn.metrics`` for
+  MSE, MAE, MAPE and MSLE, NumPy for cosine similarity, Huber and log-cosh;
+- polars: one lazy ``scan_parquet(...).select(...)`` of the same 7 losses
+  (written as Keras defines them), run by the streaming engine, and of MSE
+  alone.
+
+Every contender's values are checked against losskit's.  Targets (from the
+issue): the regression set faster than polars computing the same losses, and
+within 1.5x of polars computing MSE alone; peak memory at least 10x below
+pandas'.
+
+    python benchmarks/evaluate_bench.py                 # 10**8 rows
+    python benchmarks/evaluate_bench.py --rows 20000000 --repeat 3
+
+It prints the machine, versions, sizes and every number, and writes
+``benchmarks/results/evaluate_<rows>.json``.  The data file is kept in
+``--data`` (default: the system's temporary directory) for later runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+EPSILON = 1e-7
+CHUNK = 1 << 20
+
+# Each contender: Python code run in a fresh process, with FILE set; it sets
+# VALUES (a dict of loss name -> value).  Only the code between the two
+# clock readings is timed: reading and computing, not the imports.
+PRELUDE = "import time, json, sys\nFILE = sys.argv[1]\n"
+CONTENDERS: dict[str, tuple[str, str]] = {
+    "losskit_regression": (
+        "import losskit.cli.evaluate as ev, pyarrow.parquet, pyarrow.compute",
+        "VALUES = ev.run(ev.Options(paths=[FILE], progress=False))['losses']",
+    ),
+    "losskit_mse": (
+        "import losskit.cli.evaluate as ev, pyarrow.parquet, pyarrow.compute",
+        "VALUES = ev.run(ev.Options(paths=[FILE], loss='mse', progress=False))['losses']",
+    ),
+    "polars_regression": (
+        "import math, polars as pl",
+        textwrap.dedent(
+            """
+            t, p, eps = pl.col("y_true"), pl.col("y_pred"), 1e-7
+            e = p - t
+            frame = pl.scan_parquet(FILE).select(
+                (e**2).mean().alias("mean_squared_error"),
+                e.abs().mean().alias("mean_absolute_error"),
+                (100 * ((t - p) / t.abs().clip(lower_bound=eps)).abs()).mean()
+                .alias("mean_absolute_percentage_error"),
+                (((p.clip(lower_bound=eps) + 1).log() - (t.clip(lower_bound=eps) + 1).log()) ** 2)
+                .mean().alias("mean_squared_logarithmic_error"),
+                (-(t / t.abs().clip(lower_bound=eps)) * (p / p.abs().clip(lower_bound=eps)))
+                .mean().alias("cosine_similarity"),
+                pl.when(e.abs() <= 1.0).then(0.5 * e**2).otherwise(e.abs() - 0.5)
+                .mean().alias("huber_loss"),
+                (e.abs() + (-2 * e.abs()).exp().log1p() - math.log(2.0)).mean().alias("log_cosh"),
+            ).collect(engine="streaming")
+            VALUES = frame.row(0, named=True)
+            """
+        ),
+    ),
+    "polars_mse": (
+        "import polars as pl",
+        textwrap.dedent(
+            """
+            e = pl.col("y_pred") - pl.col("y_true")
+            frame = pl.scan_parquet(FILE).select((e**2).mean().alias("mean_squared_error"))
+            VALUES = frame.collect(engine="streaming").row(0, named=True)
+            """
+        ),
+    ),
+    "pandas_sklearn": (
+        "import numpy as np, pandas as pd\nfrom sklearn import metrics",
+        textwrap.dedent(
+            """
+            frame = pd.read_parquet(FILE)
+            t, p = frame["y_true"].to_numpy(), frame["y_pred"].to_numpy()
+            e = p - t
+            VALUES = {
+                "mean_squared_error": metrics.mean_squared_error(t, p),
+                "mean_absolute_error": metrics.mean_absolute_error(t, p),
+                "mean_absolute_percentage_error":
+                    100 * metrics.mean_absolute_percentage_error(t, p),
+                "mean_squared_logarithmic_error": metrics.mean_squared_log_error(t, p),
+                "cosine_similarity": float(-np.mean(np.sign(t) * np.sign(p))),
+                "huber_loss": float(np.mean(np.where(np.abs(e) <= 1, 0.5 * e**2, np.abs(e) - 0.5))),
+                "log_cosh": float(np.mean(np.logaddexp(e, -e) - np.log(2.0))),
+            }
+            """
+        ),
+    ),
+}
+WORKER = textwrap.dedent(
+    """
+    {setup}
+    start = time.perf_counter()
+    {work}
+    seconds = time.perf_counter() - start
+    try:
+        status = open("/proc/self/status").read().split("VmHWM:")[1]
+        peak = int(status.split()[0]) * 1024
+    except OSError:
+        import resource
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    VALUES = {{k: float(v) for k, v in VALUES.items()}}
+    print("RESULT", json.dumps({{"seconds": seconds, "peak_bytes": peak, "values": VALUES}}))
+    """
+)
+
+
+def make_data(path: Path, rows: int, seed: int = 0) -> None:
+    """Positive targets and predictions (so every baseline accepts them),
+    with 0.1% gross outliers; written in 2**20-row row groups."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    schema = pa.schema([("y_true", pa.float64()), ("y_pred", pa.float64())])
+    temporary = path.with_suffix(".partial")
+    with pq.ParquetWriter(temporary, schema) as writer:
+        for lo in range(0, rows, CHUNK):
+            n = min(CHUNK, rows - lo)
+            y_true = rng.gamma(2.0, 50.0, size=n)
+            y_pred = y_true * np.exp(rng.normal(0.0, 0.2, size=n))
+            outliers = rng.random(n) < 0.001
+            y_pred[outliers] *= 10.0
+            writer.write_table(pa.table({"y_true": y_true, "y_pred": y_pred}, schema=schema))
+    temporary.rename(path)
+
+
+def run_contender(name: str, path: Path) -> dict[str, Any]:
+    setup, work = CONTENDERS[name]
+    code = PRELUDE + WORKER.format(setup=setup, work=textwrap.indent(work, "").strip())
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False
+    )
+    wall = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed:\n{result.stderr[-3000:]}")
+    line = next(x for x in result.stdout.splitlines() if x.startswith("RESULT "))
+    out: dict[str, Any] = json.loads(line[len("RESULT ") :])
+    out["process_seconds"] = wall
+    return out
+
+
+def machine() -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+    }
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                info["cpu"] = line.split(":", 1)[1].strip()
+                break
+        meminfo = Path("/proc/meminfo").read_text().split()
+        info["memory_bytes"] = int(meminfo[meminfo.index("MemTotal:") + 1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return info
+
+
+def versions() -> dict[str, str]:
+    from importlib import metadata
+
+    out = {}
+    for package in ("losskit", "numpy", "pyarrow", "polars", "pandas", "scikit-learn"):
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=lambda s: int(float(s)), default=10**8)
+    parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
+    parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()))
+    parser.add_argument(
+        "--only", nargs="*", choices=sorted(CONTENDERS), help="run only these contenders"
+    )
+    parser.add_argument("--output", type=Path, help="JSON file (default: results/...)")
+    args = parser.parse_args(argv)
+
+    path = args.data / f"losskit_bench_{args.rows}.parquet"
+    if not path.exists():
+        print(f"writing {path} ({args.rows:,} rows) ...", flush=True)
+        started = time.perf_counter()
+        make_data(path, args.rows)
+        print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
+    size = path.stat().st_size
+    header = {"machine": machine(), "versions": versions()}
+    header["data"] = {
+        "rows": args.rows,
+        "columns": "y_true, y_pred (float64)",
+        "file": str(path),
+        "file_bytes": size,
+        "row_group_rows": CHUNK,
+    }
+    print(json.dumps(header, indent=2))
+
+    runs: dict[str, Any] = {}
+    for name in args.only or list(CONTENDERS):
+        samples = [run_contender(name, path) for _ in range(args.repeat)]
+        seconds = statistics.median(s["seconds"] for s in samples)
+        peak = max(s["peak_bytes"] for s in samples)
+        runs[name] = {
+            "seconds": seconds,
+            "seconds_all": [s["seconds"] for s in samples],
+            "process_seconds": statistics.median(s["process_seconds"] for s in samples),
+            "rows_per_second": args.rows / seconds,
+            "peak_rss_bytes": peak,
+            "values": samples[0]["values"],
+        }
+        print(
+            f"{name:20s} {seconds:8.2f} s  {args.rows / seconds / 1e6:8.1f} M rows/s  "
+            f"peak {peak / 2**20:8.0f} MiB",
+            flush=True,
+        )
+
+    reference = runs.get("losskit_regression", {}).get("values", {})
+    agreement = {}
+    for name, run in runs.items():
+        worst = 0.0
+        for loss, value in run["values"].items():
+            if loss in reference:
+                worst = max(worst, abs(value - reference[loss]) / max(abs(reference[loss]), 1e-300))
+        agreement[name] = worst
+    print("largest relative difference from losskit's values:", json.dumps(agreement))
+
+    targets: dict[str, Any] = {}
+    if {"losskit_regression", "polars_regression"} <= set(runs):
+        ratio = runs["losskit_regression"]["seconds"] / runs["polars_regression"]["seconds"]
+        targets["regression_vs_polars_same_losses"] = {
+            "ratio": ratio,
+            "target": "< 1",
+            "met": ratio < 1,
+        }
+    if {"losskit_regression", "polars_mse"} <= set(runs):
+        ratio = runs["losskit_regression"]["seconds"] / runs["polars_mse"]["seconds"]
+        targets["regression_vs_polars_mse"] = {
+            "ratio": ratio,
+            "target": "<= 1.5",
+            "met": ratio <= 1.5,
+        }
+    if {"losskit_regression", "pandas_sklearn"} <= set(runs):
+        ratio = (
+            runs["pandas_sklearn"]["peak_rss_bytes"] / runs["losskit_regression"]["peak_rss_bytes"]
+        )
+        targets["pandas_peak_memory_over_losskit"] = {
+            "ratio": ratio,
+            "target": ">= 10",
+            "met": ratio >= 10,
+        }
+    print("targets:", json.dumps(targets, indent=2))
+
+    output = args.output or RESULTS / f"evaluate_{args.rows}.json"
+    output.parent.mkdir(parents=True, exist_ok=True)
+    payload = {**header, "runs": runs, "agreement": agreement, "targets": targets}
+    output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
