@@ -195,3 +195,15 @@ def test_float32_sums_are_at_least_as_accurate_as_the_reference() -> None:
     fast = float(loss(y_true, y_pred))
     reference = float(_reference(loss, y_true, y_pred))
     assert abs(fast - exact * y_true.size) <= abs(reference - exact * y_true.size)
+
+
+def test_calls_from_several_threads_are_safe() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    rng = np.random.default_rng(3)
+    t, p = rng.random((256, 64), dtype="float32"), rng.random((256, 64), dtype="float32")
+    loss = losskit.MeanSquaredError()
+    expected = float(loss(t, p))
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda _: float(loss(t, p)), range(16)))
+    assert results == [expected] * 16

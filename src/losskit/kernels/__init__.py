@@ -20,6 +20,7 @@ from __future__ import annotations
 import importlib.util
 import numbers
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,9 @@ MIN_ELEMENTS = 1 << 15
 
 _NUMBA = importlib.util.find_spec("numba") is not None
 _ONE = np.ones(1)
+# Numba's default threading layer aborts the process when two Python threads
+# run parallel kernels at once; calls from several threads take turns instead.
+_KERNEL_LOCK = threading.RLock()
 
 
 def available() -> bool:
@@ -199,6 +203,11 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
+    with _KERNEL_LOCK:
+        return _fused_call(loss, y_true, y_pred, sample_weight, mask)
+
+
+def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     if not _NUMBA or _config.backend_preference() != "fast" or mask is not None:
         return None
     if loss.reduction in (None, "none"):
@@ -299,7 +308,8 @@ def _overlap_call(loss: Any, plan: Plan, inputs: _Inputs, y_pred: Any, is_torch:
         from losskit.kernels._torch import fused_value_and_deferred_gradient
 
         def gradient(grad: np.ndarray) -> None:
-            plan.forward_backward(inputs.t, slope, offset, grad.reshape(inputs.p.shape))
+            with _KERNEL_LOCK:
+                plan.forward_backward(inputs.t, slope, offset, grad.reshape(inputs.p.shape))
 
         return fused_value_and_deferred_gradient(y_pred, value, gradient)
     return _result(value, y_pred, is_torch)
