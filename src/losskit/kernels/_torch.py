@@ -14,13 +14,13 @@ import numpy as np
 import torch
 
 
-def _new_buffer(like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised tensor shaped like ``like``, allocated by NumPy: NumPy
+def _new_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialised tensor of ``shape`` and ``dtype``, allocated by NumPy: NumPy
     asks the kernel for transparent huge pages on large buffers, which makes
     the first write of a 64 MiB gradient about 4x cheaper than torch's
     allocator (the page faults dominate the write)."""
-    dtype = {torch.float32: np.float32, torch.float64: np.float64}[like.dtype]
-    return torch.from_numpy(np.empty(tuple(like.shape), dtype=dtype))
+    numpy_dtype = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
+    return torch.from_numpy(np.empty(shape, dtype=numpy_dtype))
 
 
 class _PrecomputedGradient(torch.autograd.Function):
@@ -34,7 +34,7 @@ class _PrecomputedGradient(torch.autograd.Function):
     ) -> torch.Tensor:
         ctx.gradient = gradient
         ctx.deferred = deferred
-        ctx.shape_like = y_pred
+        ctx.like = (tuple(y_pred.shape), y_pred.dtype)
         return torch.tensor(value, dtype=y_pred.dtype)
 
     @staticmethod
@@ -47,7 +47,7 @@ class _PrecomputedGradient(torch.autograd.Function):
                     "losskit's fused loss was differentiated twice; run it under "
                     "losskit.prefer_backend('reference') to keep the graph."
                 )
-            gradient = _new_buffer(ctx.shape_like)
+            gradient = _new_buffer(*ctx.like)
             ctx.deferred(gradient.numpy())
         # Drop our reference so autograd may adopt the buffer instead of copying it.
         ctx.gradient = None
@@ -62,7 +62,7 @@ def fused_value_and_gradient(
 ) -> torch.Tensor:
     """``run(grad)`` fills ``grad`` (a NumPy view of a new tensor) with d loss /
     d y_pred and returns the loss; the result backpropagates that gradient."""
-    gradient = _new_buffer(y_pred)
+    gradient = _new_buffer(tuple(y_pred.shape), y_pred.dtype)
     value = run(gradient.numpy())
     return _PrecomputedGradient.apply(y_pred, value, gradient, None)
 
