@@ -200,6 +200,14 @@ class _Kernel:
             self.kind = _MEAN
         self.fields = _FIELDS[self.kind]
         self.flags = _FLAGS[self.kind]
+        # The weighted sum of a built-in loss is what the loss object computes
+        # with reduction="sum" (through losskit's fused kernels where they
+        # apply); the per-sample losses are only needed for groups and masks.
+        self._summing: losses.Loss | None = None
+        builtin = any(info.cls is type(self.loss) for info in registry.LOSSES)
+        if self.kind == _MEAN and builtin and self.config.get("ignore_class") is None:
+            config = {**self.config, "reduction": "sum", "dtype": self.dtype}
+            self._summing = type(self.loss).from_config(config)
 
     @property
     def name(self) -> str:
@@ -232,6 +240,8 @@ class _Kernel:
         n = int(y_pred.shape[0])
         self._check_batch_axis(y_true, y_pred)
         with np.errstate(all="ignore"):
+            if self._summing is not None and inverse is None and mask is None and n > 0:
+                return self._summed(y_true, y_pred, sample_weight, n)
             if self.kind == _OVERLAP:
                 return self._overlap(y_true, y_pred, sample_weight, mask, inverse, n_groups)
             if self.kind == _HINGE:
@@ -254,6 +264,19 @@ class _Kernel:
                 )
                 columns.append(all_binary)
         return np.stack(columns, axis=1)
+
+    def _summed(self, y_true: Any, y_pred: Any, sample_weight: Any, n: int) -> np.ndarray:
+        """The statistics of a batch without groups or masks: the total from
+        the loss object (reduction "sum"), the counts from the shapes."""
+        assert self._summing is not None
+        probe, _ = self.loss.call_with_mask(y_true[:1, ...], y_pred[:1, ...])
+        shape = (n, *self._per_sample(probe, 1).shape[1:])
+        weight, _ = self._weights(sample_weight, None, None)
+        aligned, aligned_weight = self._align(np.broadcast_to(np.float64(0.0), shape), weight)
+        total = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
+        count = self._count(aligned, None, n, None, 1)
+        weight_total = self._weight_total(aligned, aligned_weight, n, None, 1)
+        return np.stack([total.reshape(1), count, weight_total], axis=1)
 
     def _check_batch_axis(self, y_true: Any, y_pred: Any) -> None:
         if "axis" not in self.config or self.kind == _OVERLAP:
