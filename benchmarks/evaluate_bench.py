@@ -202,7 +202,9 @@ def versions() -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=lambda s: int(float(s)), default=10**8)
-    parser.add_argument("--repeat", type=int, default=1, help="runs per contender (median)")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="runs per contender, taking turns (best is kept)"
+    )
     parser.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()))
     parser.add_argument(
         "--only", nargs="*", choices=sorted(CONTENDERS), help="run only these contenders"
@@ -227,24 +229,44 @@ def main(argv: list[str] | None = None) -> int:
     }
     print(json.dumps(header, indent=2))
 
+    # Contenders take turns, so that load from elsewhere on the machine
+    # falls on all of them alike; the best of the repeats is the estimate
+    # least disturbed by it (medians are reported too).
+    names = args.only or list(CONTENDERS)
+    samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
+    load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
+    for repeat in range(args.repeat):
+        for name in names:
+            sample = run_contender(name, path)
+            samples[name].append(sample)
+            print(
+                f"[{repeat + 1}/{args.repeat}] {name:20s} {sample['seconds']:8.2f} s  "
+                f"peak {sample['peak_bytes'] / 2**20:6.0f} MiB",
+                flush=True,
+            )
     runs: dict[str, Any] = {}
-    for name in args.only or list(CONTENDERS):
-        samples = [run_contender(name, path) for _ in range(args.repeat)]
-        seconds = statistics.median(s["seconds"] for s in samples)
-        peak = max(s["peak_bytes"] for s in samples)
+    print()
+    for name in names:
+        seconds = min(s["seconds"] for s in samples[name])
+        peak = max(s["peak_bytes"] for s in samples[name])
         runs[name] = {
             "seconds": seconds,
-            "seconds_all": [s["seconds"] for s in samples],
-            "process_seconds": statistics.median(s["process_seconds"] for s in samples),
+            "median_seconds": statistics.median(s["seconds"] for s in samples[name]),
+            "seconds_all": [s["seconds"] for s in samples[name]],
+            "process_seconds": min(s["process_seconds"] for s in samples[name]),
             "rows_per_second": args.rows / seconds,
             "peak_rss_bytes": peak,
-            "values": samples[0]["values"],
+            "values": samples[name][0]["values"],
         }
         print(
-            f"{name:20s} {seconds:8.2f} s  {args.rows / seconds / 1e6:8.1f} M rows/s  "
-            f"peak {peak / 2**20:8.0f} MiB",
+            f"{name:20s} best {seconds:8.2f} s  median {runs[name]['median_seconds']:8.2f} s  "
+            f"{args.rows / seconds / 1e6:8.1f} M rows/s  peak {peak / 2**20:8.0f} MiB",
             flush=True,
         )
+    header["load_average"] = {
+        "before": load_before,
+        "after": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
 
     reference = runs.get("losskit_regression", {}).get("values", {})
     agreement = {}

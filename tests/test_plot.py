@@ -1,0 +1,150 @@
+"""``losskit plot`` and ``losskit evaluate --plot``: the figures are written,
+their derivatives are right, and the residual histogram counts every row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import losskit
+from losskit.cli import main
+from losskit.cli.histogram import SIZE, ResidualHistogram, bin_centres, bin_index
+from losskit.cli.plot import depends_on_target, derivative, elementwise, plottable
+
+pytest.importorskip("matplotlib")
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def test_plot_writes_png_and_svg(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    png, svg = tmp_path / "losses.png", tmp_path / "losses.svg"
+    assert main(["plot", "--output", str(png)]) == 0
+    assert png.read_bytes().startswith(PNG)
+    assert png.stat().st_size > 20_000
+    assert main(["plot", "--loss", "huber:delta=0.5,hinge,bce", "--output", str(svg)]) == 0
+    text = svg.read_text()
+    assert "<svg" in text
+    assert f"wrote {svg}" in capsys.readouterr().out
+
+
+def test_plot_families_keep_what_can_be_drawn() -> None:
+    names = [loss.name for loss in plottable("all")]
+    assert "mean_squared_error" in names
+    assert "binary_crossentropy" in names
+    assert "dice" not in names
+    assert "categorical_crossentropy" not in names
+
+
+def test_plot_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plot", "--loss", "dice", "--output", str(tmp_path / "x.png")]) == 1
+    assert "Cannot plot dice" in capsys.readouterr().err
+    assert main(["plot", "--output", str(tmp_path / "x.txt")]) == 1
+    assert "ending in .png" in capsys.readouterr().err
+    assert main(["plot", "--output", str(tmp_path / "missing" / "x.png")]) == 1
+    assert "no such directory" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("loss", "slope"),
+    [
+        (losskit.MeanSquaredError(), lambda e: 2.0 * e),
+        (losskit.Huber(delta=0.5), lambda e: np.clip(e, -0.5, 0.5)),
+        (losskit.LogCosh(), np.tanh),
+        (losskit.MeanAbsoluteError(), np.sign),
+    ],
+)
+def test_derivatives_are_the_calculus_ones(loss: losskit.Loss, slope: object) -> None:
+    y_true = np.full(9, 1.5)
+    errors = np.array([-3.0, -1.0, -0.4, -0.1, 0.0, 0.1, 0.4, 1.0, 3.0])
+    got = derivative(loss, y_true, y_true + errors)
+    want = slope(errors)  # type: ignore[operator]
+    # At MAE's kink the central difference is the subgradient 0 = sign(0).
+    np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def test_derivative_is_nan_at_a_jump() -> None:
+    """Cosine similarity of one output jumps from 1 to -1 where y_pred
+    changes sign: no derivative there, zero elsewhere."""
+    loss = losskit.CosineSimilarity()
+    y_pred = np.array([-1.0, -1e-6, 0.0, 1e-6, 1.0]) * 1e-3
+    got = derivative(loss, np.ones(5), y_pred)
+    assert np.isnan(got[1:4]).all()
+    np.testing.assert_array_equal(got[[0, 4]], [0.0, 0.0])
+
+
+def test_which_losses_depend_on_the_target() -> None:
+    from losskit.cli.plot import _AXES
+
+    axis = _AXES["regression"]
+    dependent = {
+        info.name
+        for info in losskit.LOSSES
+        if info.family == "regression" and depends_on_target(info.cls(), axis)
+    }
+    assert dependent == {
+        "mean_absolute_percentage_error",
+        "mean_squared_logarithmic_error",
+        "cosine_similarity",
+    }
+    values = elementwise(losskit.MeanAbsolutePercentageError(), np.array([2.0]), np.array([3.0]))
+    np.testing.assert_allclose(values, [50.0])
+
+
+def test_evaluate_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    figure = tmp_path / "evaluation.png"
+    assert main(["evaluate", "--group-by", "age_group", "--plot", str(figure)]) == 0
+    assert "mean_squared_error" in capsys.readouterr().out
+    assert figure.read_bytes().startswith(PNG)
+    plain = tmp_path / "plain.svg"
+    assert main(["evaluate", "--loss", "mse,mae", "--plot", str(plain), "--format", "json"]) == 0
+    assert "<svg" in plain.read_text()
+
+
+def test_evaluate_plot_error_leaves_no_result(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["evaluate", "--plot", str(tmp_path / "figure.gif")]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert "ending in .png" in captured.err
+
+
+def test_residual_histogram_counts_every_element() -> None:
+    rng = np.random.default_rng(0)
+    y_true = rng.normal(size=(1000, 2))
+    y_pred = y_true + rng.standard_cauchy(size=(1000, 2))  # heavy tails
+    y_pred[0, 0] = y_true[0, 0]  # a zero residual
+    y_pred[1, 0] = y_true[1, 0] + 1e300
+    groups = np.array(["a", "b"] * 500)
+    whole = ResidualHistogram()
+    whole.update(y_true, y_pred)
+    parts = ResidualHistogram()
+    parts.update(y_true[:300], y_pred[:300], groups[:300])
+    other = ResidualHistogram()
+    other.update(y_true[300:], y_pred[300:], groups[300:])
+    parts.merge(other)
+    assert whole.total().sum() == 2000
+    np.testing.assert_array_equal(parts.total(), whole.total())
+    assert parts.counts["a"].sum() == 1000
+    edges, counts, below, above = ResidualHistogram.linear(whole.total())
+    assert counts.sum() + below + above == 2000
+    assert below > 0
+    assert above > 0
+    assert edges[0] < 0 < edges[-1]
+
+
+def test_bins_are_ordered_and_cover_the_line() -> None:
+    values = np.array([-1e15, -2.0, -1e-13, 0.0, 1e-13, 0.5, 2.0, 1e15])
+    index = bin_index(values)
+    assert np.all(np.diff(index) >= 0)
+    assert index[0] == 0
+    assert index[-1] == SIZE - 1
+    centres = bin_centres()
+    assert len(centres) == SIZE
+    assert np.all(np.diff(centres) > 0)
+    # A value falls in the bin whose centre is within a bin's width of it.
+    for value in (-2.0, 0.5, 2.0):
+        assert abs(centres[bin_index(np.array([value]))[0]] / value - 1) < 0.05
