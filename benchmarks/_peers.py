@@ -1,0 +1,419 @@
+"""The columns of the benchmark (losskit, its reference path, the roofline and
+the peers), the inputs of each loss, and the worker that measures one column.
+
+Every column runs in a worker (by default its own process: Keras's backend is
+chosen per process, and a fresh process keeps one column's memory and threads
+out of another's).  A worker regenerates the inputs of each loss from the seed
+(the same arrays in every process), measures the forward (``fwd``) and
+forward+backward (``fwdbwd``) calls of each loss with :mod:`_measure`, and
+returns plain JSON-able data.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+import time
+import warnings
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from _measure import Spec, measure
+
+__all__ = [
+    "COLUMNS",
+    "COLUMN_DESCRIPTIONS",
+    "INPUT_DESCRIPTIONS",
+    "KERAS_BACKENDS",
+    "PEERS",
+    "RATIO_PEERS",
+    "TORCH_NN_MAPPING",
+    "TORCH_NN_MISSING",
+    "WorkerSettings",
+    "make_inputs",
+    "roofline_repeat",
+    "run_worker",
+    "torch_nn_description",
+]
+
+#: Every column, in table order.  ``roofline`` and ``losskit`` always run.
+COLUMNS = (
+    "roofline",
+    "losskit",
+    "reference",
+    "keras-jax",
+    "keras-torch",
+    "torch-nn",
+    "torch-compile",
+)
+#: What ``--peers`` accepts.
+PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile", "reference")
+#: The columns losskit is compared with ("fastest peer"); the reference is shown, not compared.
+RATIO_PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile")
+#: Columns that need Keras, and the backend their process gets.
+KERAS_BACKENDS = {"keras-jax": "jax", "keras-torch": "torch"}
+
+COLUMN_DESCRIPTIONS = {
+    "roofline": (
+        "losskit.kernels.roofline: fwd = read_pass(y_true, y_pred), one parallel Numba pass "
+        "reading both inputs; fwd+bwd = read_write_pass(y_true, y_pred, out), which also writes "
+        "a y_pred-sized array (sparse labels: y_pred is read twice in the same pass instead)"
+    ),
+    "losskit": (
+        "losskit.<Class>() with default arguments and preference 'fast' (the default): fwd on "
+        "NumPy arrays; fwd+bwd = loss(t, p).backward() on torch CPU tensors, p.requires_grad"
+    ),
+    "reference": "the same calls under losskit.prefer_backend('reference')",
+    "keras-jax": (
+        "keras.losses.<Class>() on KERAS_BACKEND=jax (own process): fwd = jax.jit(loss)(t, p), "
+        "fwd+bwd = jax.jit(jax.value_and_grad(loss wrt p)), block_until_ready"
+    ),
+    "keras-torch": (
+        "keras.losses.<Class>() on KERAS_BACKEND=torch (own process), eager torch CPU tensors: "
+        "fwd = loss(t, p); fwd+bwd = loss(t, p).backward()"
+    ),
+    "torch-nn": (
+        "the torch.nn.functional equivalent (see the mapping) on torch CPU tensors: fwd, and "
+        "fwd+bwd with .backward(); '-' where none exists"
+    ),
+    "torch-compile": (
+        "torch.compile(lambda t, p: loss(t, p)) of losskit's reference path (preference "
+        "'reference'), compiled once per loss and call kind during warm-up, torch CPU tensors"
+    ),
+}
+
+#: The torch.nn.functional expression used for each loss (t = y_true, p = y_pred).
+#: Only where the math equals Keras's loss with default arguments on the benchmark's
+#: inputs (up to Keras's clipping by epsilon); the others have no equivalent.
+TORCH_NN_MAPPING = {
+    "mean_squared_error": "F.mse_loss(p, t)",
+    "mean_absolute_error": "F.l1_loss(p, t)",
+    "cosine_similarity": "-F.cosine_similarity(p, t, dim=-1).mean()",
+    "huber_loss": "F.huber_loss(p, t, delta=1.0)",
+    "kl_divergence": "F.kl_div(torch.log(p), t, reduction='batchmean')",
+    "poisson": "F.poisson_nll_loss(p, t, log_input=False, eps=1e-7)",
+    "binary_crossentropy": "F.binary_cross_entropy(p, t)",
+    "categorical_crossentropy": "F.cross_entropy(torch.log(p), t)  (probability targets)",
+    "sparse_categorical_crossentropy": "F.cross_entropy(torch.log(p), t)  (class indices)",
+}
+
+#: Why the other losses have no torch.nn.functional column.
+TORCH_NN_MISSING = {
+    "mean_absolute_percentage_error": "no torch.nn.functional loss",
+    "mean_squared_logarithmic_error": "no torch.nn.functional loss",
+    "log_cosh": "no torch.nn.functional loss",
+    "dice": "no torch.nn.functional loss",
+    "tversky": "no torch.nn.functional loss",
+    "hinge": (
+        "F.soft_margin_loss is the logistic loss log(1 + exp(-t p)) and "
+        "F.hinge_embedding_loss a loss on distances, neither max(1 - t p, 0)"
+    ),
+    "squared_hinge": "no torch.nn.functional loss",
+    "categorical_hinge": (
+        "F.multi_margin_loss sums the margins of all wrong classes / C; Keras takes the largest one"
+    ),
+}
+
+SPARSE = "sparse_categorical_crossentropy"
+
+
+def torch_nn_description(name: str) -> str:
+    """The torch.nn.functional expression of a loss, or ``— why there is none``."""
+    if name in TORCH_NN_MAPPING:
+        return TORCH_NN_MAPPING[name]
+    return "— " + TORCH_NN_MISSING.get(name, "no torch.nn.functional loss")
+
+
+#: How each loss's inputs are drawn (float32, shape (rows, cols); labels for sparse).
+INPUT_DESCRIPTIONS = {
+    "mean_squared_error": "t, p ~ N(0, 1)",
+    "mean_absolute_error": "t, p ~ N(0, 1)",
+    "mean_absolute_percentage_error": "t ~ U(0.5, 1.5), p ~ U(0, 2)",
+    "mean_squared_logarithmic_error": "t, p ~ U(0, 2)",
+    "cosine_similarity": "t, p ~ N(0, 1)",
+    "huber_loss": "t, p ~ N(0, 1)",
+    "log_cosh": "t, p ~ N(0, 1)",
+    "dice": "t in {0, 1}, p ~ U(0, 1)",
+    "tversky": "t in {0, 1}, p ~ U(0, 1)",
+    "hinge": "t in {-1, 1}, p ~ N(0, 1)",
+    "squared_hinge": "t in {-1, 1}, p ~ N(0, 1)",
+    "categorical_hinge": "t one-hot, p ~ N(0, 1)",
+    "kl_divergence": "t, p rows of probabilities (U(0.01, 1.01) normalised)",
+    "poisson": "t ~ U(0, 2), p ~ U(0.01, 2)",
+    "binary_crossentropy": "t in {0, 1}, p ~ U(0.001, 0.999)",
+    "categorical_crossentropy": "t one-hot, p rows of probabilities",
+    "sparse_categorical_crossentropy": "t int64 labels of shape (rows,), p rows of probabilities",
+}
+
+
+def make_inputs(name: str, rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The ``(y_true, y_pred)`` NumPy arrays of a loss: float32 ``(rows, cols)``
+    (``y_true`` of the sparse crossentropy: int64 labels ``(rows,)``), drawn as
+    :data:`INPUT_DESCRIPTIONS` says, the same for a given seed in every process."""
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    shape = (rows, cols)
+
+    def uniform(low: float, high: float) -> np.ndarray:
+        x = rng.random(shape, dtype=np.float32)
+        x *= high - low
+        x += low
+        return x
+
+    def normal() -> np.ndarray:
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    def binary() -> np.ndarray:
+        return (rng.random(shape, dtype=np.float32) < 0.5).astype(np.float32)
+
+    def probabilities() -> np.ndarray:
+        x = uniform(0.01, 1.01)
+        x /= x.sum(axis=1, keepdims=True)
+        return x
+
+    def labels() -> np.ndarray:
+        return rng.integers(0, cols, rows, dtype=np.int64)
+
+    def one_hot() -> np.ndarray:
+        x = np.zeros(shape, np.float32)
+        x[np.arange(rows), labels()] = 1.0
+        return x
+
+    recipes: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
+        "mean_absolute_percentage_error": lambda: (uniform(0.5, 1.5), uniform(0.0, 2.0)),
+        "mean_squared_logarithmic_error": lambda: (uniform(0.0, 2.0), uniform(0.0, 2.0)),
+        "dice": lambda: (binary(), uniform(0.0, 1.0)),
+        "tversky": lambda: (binary(), uniform(0.0, 1.0)),
+        "hinge": lambda: (2.0 * binary() - 1.0, normal()),
+        "squared_hinge": lambda: (2.0 * binary() - 1.0, normal()),
+        "categorical_hinge": lambda: (one_hot(), normal()),
+        "kl_divergence": lambda: (probabilities(), probabilities()),
+        "poisson": lambda: (uniform(0.0, 2.0), uniform(0.01, 2.0)),
+        "binary_crossentropy": lambda: (binary(), uniform(0.001, 0.999)),
+        "categorical_crossentropy": lambda: (one_hot(), probabilities()),
+        SPARSE: lambda: (labels(), probabilities()),
+    }
+    y_true, y_pred = recipes.get(name, lambda: (normal(), normal()))()
+    return y_true, y_pred
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """What a worker measures: the sizes, the losses (Keras default names) and how."""
+
+    rows: int
+    cols: int
+    losses: tuple[str, ...]
+    repeat: int
+    budget_s: float
+    seed: int = 0
+
+
+# --- the columns ---------------------------------------------------------------
+# Each builder gets the loss name and its NumPy inputs and returns
+# {"fwd": Spec | None, "fwdbwd": Spec | None} (None: the column has no such loss).
+
+Specs = dict[str, Spec | None]
+Builder = Callable[[str, np.ndarray, np.ndarray], Specs]
+
+
+def _loss_class(name: str) -> type:
+    import losskit
+
+    for info in losskit.LOSSES:
+        if info.name == name:
+            return info.cls
+    raise ValueError(f"unknown loss {name!r}")
+
+
+def _torch_inputs(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[Any, Any, Any]:
+    """``t``, ``p`` (no grad) and ``p`` with ``requires_grad``, sharing the NumPy memory."""
+    import torch
+
+    t = torch.from_numpy(y_true)
+    p = torch.from_numpy(y_pred)
+    p_grad = torch.from_numpy(y_pred).requires_grad_(True)
+    return t, p, p_grad
+
+
+def _torch_specs(fn: Callable[[Any, Any], Any], y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    """fwd = ``fn(t, p)``; fwd+bwd = ``fn(t, p).backward()`` on torch CPU tensors."""
+    t, p, p_grad = _torch_inputs(y_true, y_pred)
+
+    def clear_grad() -> None:
+        p_grad.grad = None
+
+    def fwdbwd() -> Any:
+        value = fn(t, p_grad)
+        value.backward()
+        return value
+
+    return {
+        "fwd": Spec(lambda: fn(t, p)),
+        "fwdbwd": Spec(fwdbwd, prepare=clear_grad, gradient_bytes=y_pred.nbytes),
+    }
+
+
+def _roofline(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    from losskit.kernels.roofline import read_pass, read_write_pass
+
+    first = y_pred if y_true.shape != y_pred.shape else y_true.astype(np.float32, copy=False)
+    out = np.empty_like(y_pred)
+    return {
+        "fwd": Spec(lambda: read_pass(first, y_pred), memory=False),
+        "fwdbwd": Spec(lambda: read_write_pass(first, y_pred, out), memory=False),
+    }
+
+
+def _losskit(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    loss = _loss_class(name)()
+    specs = _torch_specs(loss, y_true, y_pred)
+    specs["fwd"] = Spec(lambda: loss(y_true, y_pred), tracemalloc=True)
+    return specs
+
+
+def _torch_nn(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    import torch
+    import torch.nn.functional as F  # noqa: N812 (the mapping is written with F)
+
+    functions: dict[str, Callable[[Any, Any], Any]] = {
+        "mean_squared_error": lambda t, p: F.mse_loss(p, t),
+        "mean_absolute_error": lambda t, p: F.l1_loss(p, t),
+        "cosine_similarity": lambda t, p: -F.cosine_similarity(p, t, dim=-1).mean(),
+        "huber_loss": lambda t, p: F.huber_loss(p, t, delta=1.0),
+        "kl_divergence": lambda t, p: F.kl_div(torch.log(p), t, reduction="batchmean"),
+        "poisson": lambda t, p: F.poisson_nll_loss(p, t, log_input=False, eps=1e-7),
+        "binary_crossentropy": lambda t, p: F.binary_cross_entropy(p, t),
+        "categorical_crossentropy": lambda t, p: F.cross_entropy(torch.log(p), t),
+        SPARSE: lambda t, p: F.cross_entropy(torch.log(p), t),
+    }
+    assert functions.keys() == TORCH_NN_MAPPING.keys()
+    if name not in functions:
+        return {"fwd": None, "fwdbwd": None}
+    return _torch_specs(functions[name], y_true, y_pred)
+
+
+def _torch_compile(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    import torch
+
+    torch._dynamo.reset()  # a fresh cache per loss: no recompilation limit, no stale graphs
+    loss = _loss_class(name)()
+    compiled = torch.compile(lambda t, p: loss(t, p))
+    return _torch_specs(compiled, y_true, y_pred)
+
+
+def _keras_jax(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    import jax
+    import jax.numpy as jnp
+    import keras
+
+    loss = getattr(keras.losses, _loss_class(name).__name__)()
+    t = jnp.asarray(y_true.astype(np.int32) if name == SPARSE else y_true)
+    p = jnp.asarray(y_pred)
+    forward = jax.jit(lambda t, p: loss(t, p))
+    value_and_grad = jax.jit(jax.value_and_grad(lambda p, t: loss(t, p)))
+    return {
+        "fwd": Spec(lambda: forward(t, p).block_until_ready()),
+        "fwdbwd": Spec(
+            lambda: jax.block_until_ready(value_and_grad(p, t)), gradient_bytes=y_pred.nbytes
+        ),
+    }
+
+
+def _keras_torch(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    import keras
+
+    loss = getattr(keras.losses, _loss_class(name).__name__)()
+    return _torch_specs(loss, y_true, y_pred)
+
+
+BUILDERS: dict[str, Builder] = {
+    "roofline": _roofline,
+    "losskit": _losskit,
+    "reference": _losskit,
+    "keras-jax": _keras_jax,
+    "keras-torch": _keras_torch,
+    "torch-nn": _torch_nn,
+    "torch-compile": _torch_compile,
+}
+PREFERENCES = {"losskit": "fast", "reference": "reference", "torch-compile": "reference"}
+
+
+def roofline_repeat(repeat: int) -> int:
+    """Timed calls of a roofline pass: more than a loss gets, as they are cheap and the
+    bound should be steady."""
+    return max(20, 4 * repeat)
+
+
+def _threads() -> dict[str, int]:
+    threads: dict[str, int] = {}
+    if "torch" in sys.modules:
+        threads["torch"] = sys.modules["torch"].get_num_threads()
+    if "numba" in sys.modules:
+        threads["numba"] = sys.modules["numba"].get_num_threads()
+    return threads
+
+
+def _error(error: BaseException) -> dict[str, str]:
+    return {"error": f"{type(error).__name__}: {error}"}
+
+
+def run_worker(
+    column: str, settings: WorkerSettings, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """Measure every loss of ``settings`` in one column; JSON-able results.
+
+    Returns ``{"column", "threads", "elapsed_s", "results": {loss: {"fwd": m,
+    "fwdbwd": m}}}`` where ``m`` is :func:`_measure.measure`'s dict, ``None``
+    (the column has no such loss) or ``{"error": message}``.
+    """
+    if column not in BUILDERS:
+        raise ValueError(f"unknown column {column!r}; expected one of {', '.join(BUILDERS)}")
+    if column in KERAS_BACKENDS:
+        import keras
+
+        if keras.backend.backend() != KERAS_BACKENDS[column]:
+            raise RuntimeError(
+                f"{column} needs KERAS_BACKEND={KERAS_BACKENDS[column]} in its process; "
+                f"Keras runs on {keras.backend.backend()!r}"
+            )
+    import losskit
+
+    started = time.perf_counter()
+    results: dict[str, dict[str, Any]] = {}
+    preference = PREFERENCES.get(column, "fast")
+    repeat = roofline_repeat(settings.repeat) if column == "roofline" else settings.repeat
+    with losskit.prefer_backend(preference), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dynamo's and Keras's chatter
+        for name in settings.losses:
+            loss_started = time.perf_counter()
+            y_true, y_pred = make_inputs(name, settings.rows, settings.cols, settings.seed)
+            try:
+                specs = BUILDERS[column](name, y_true, y_pred)
+            except Exception as error:
+                results[name] = {"fwd": _error(error), "fwdbwd": _error(error)}
+            else:
+                results[name] = {}
+                for kind in ("fwd", "fwdbwd"):
+                    spec = specs.get(kind)
+                    measured: dict[str, Any] | None = None
+                    if spec is not None:
+                        try:
+                            measured = measure(spec, repeat, settings.budget_s)
+                        except Exception as error:
+                            measured = _error(error)
+                    results[name][kind] = measured
+                del specs
+            del y_true, y_pred
+            gc.collect()
+            if log is not None:
+                log(f"  {column:<13} {name:<32} {time.perf_counter() - loss_started:6.1f} s")
+    return {
+        "column": column,
+        "preference": preference if column in PREFERENCES else None,
+        "threads": _threads(),
+        "elapsed_s": time.perf_counter() - started,
+        "results": results,
+    }
