@@ -364,7 +364,7 @@ def _render_table(report: dict[str, Any]) -> str:
         table_module = None
     if table_module is None:
         return _plain_table(report, groups, notes)
-    table = table_module.Table(title="losskit evaluate", caption="; ".join(notes))
+    table = table_module.Table(title="losskit evaluate", title_justify="left")
     table.add_column("loss (Keras name)")
     table.add_column("all" if groups else "value", justify="right")
     for key in groups:
@@ -378,6 +378,7 @@ def _render_table(report: dict[str, Any]) -> str:
     out = io.StringIO()
     console = console_module.Console(file=out, width=max(100, 24 + 14 * (len(groups) + 1)))
     console.print(table)
+    console.print("; ".join(notes), highlight=False, soft_wrap=True)
     for name, reason in report["skipped_losses"].items():
         console.print(f"skipped {name}: {reason}", highlight=False, soft_wrap=True)
     return out.getvalue()
@@ -476,6 +477,8 @@ def run(
             histogram=options.plot is not None,
         )
         engine = options.engine or ("dask" if options.scheduler else "local")
+        if options.scheduler and engine != "dask":
+            raise CLIError("--scheduler needs --engine dask (or no --engine).")
         total_bytes = sum(p.nbytes for p in pieces)
         with Progress(total_bytes, options.progress) as progress:
             if engine == "dask":
