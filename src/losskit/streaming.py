@@ -26,7 +26,10 @@ weights and masks have a batch axis, as per-sample ones do.
 The per-sample losses come from the loss object itself (its
 ``call_with_mask``), computed in ``dtype`` (float64 by default, so results
 equal Keras's float32 ones up to float32 rounding), in the array library of
-``y_pred``; only the per-sample losses are copied to host NumPy.
+``y_pred``; only the per-sample losses are copied to host NumPy.  Without
+groups or masks, a built-in loss's weighted sum is what the loss object
+itself returns with ``reduction="sum"``, so losskit's fused kernels apply
+where the input allows; nothing here restates a loss's formula.
 
 Two kinds of built-in losses are not a sum of per-sample terms, and get their
 own statistics:
@@ -269,11 +272,12 @@ class _Kernel:
         """The statistics of a batch without groups or masks: the total from
         the loss object (reduction "sum"), the counts from the shapes."""
         assert self._summing is not None
+        # First the whole batch, so that errors name its shapes.
+        total = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
         probe, _ = self.loss.call_with_mask(y_true[:1, ...], y_pred[:1, ...])
         shape = (n, *self._per_sample(probe, 1).shape[1:])
         weight, _ = self._weights(sample_weight, None, None)
         aligned, aligned_weight = self._align(np.broadcast_to(np.float64(0.0), shape), weight)
-        total = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
         count = self._count(aligned, None, n, None, 1)
         weight_total = self._weight_total(aligned, aligned_weight, n, None, 1)
         return np.stack([total.reshape(1), count, weight_total], axis=1)
