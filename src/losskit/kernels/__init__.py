@@ -124,11 +124,17 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
 # --- inputs ---------------------------------------------------------------------
 
 
+def _compiling() -> bool:
+    """Under torch.compile, the reference path is traced instead."""
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.compiler.is_compiling())
+
+
 def _torch_cpu(x: Any) -> bool:
     torch = sys.modules.get("torch")
     if torch is None or not isinstance(x, torch.Tensor):
         return False
-    if torch.compiler.is_compiling() or x.device.type != "cpu" or x.layout != torch.strided:
+    if x.device.type != "cpu" or x.layout != torch.strided:
         return False
     return not x.is_complex()
 
@@ -203,6 +209,8 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
+    if not _NUMBA or _config.backend_preference() != "fast" or _compiling():
+        return None  # before the lock: torch.compile cannot trace a lock
     with _KERNEL_LOCK:
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
 
