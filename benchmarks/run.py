@@ -22,7 +22,8 @@ reduction) on inputs of ``rows x cols`` float32 elements (default 2^18 x 64 =
   ``torch.compile``), ``jax.jit(jax.value_and_grad(...))`` (Keras on JAX).
 * the roofline: one fused Numba pass reading both inputs (``fwd``), and one
   that also writes a ``y_pred``-sized array (``fwd+bwd``), on the same arrays
-  (:mod:`losskit.kernels.roofline`).  No loss can move less memory.
+  (:mod:`losskit.kernels.roofline`), with 1, 2, ... up to Numba's default
+  number of threads: the fastest is the roofline.  No loss can move less memory.
 
 Columns (each runs in its own process unless ``--in-process``):
 
@@ -542,6 +543,11 @@ def value_mismatches(results: dict[str, dict[str, Any]], losses: Sequence[str]) 
     return problems
 
 
+def plural(count: int | None, noun: str) -> str:
+    """``"1 thread"``, ``"2 threads"``."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
 def fmt_ms(seconds: float | None) -> str:
     """Seconds as milliseconds, 3-4 significant digits."""
     if seconds is None:
@@ -672,10 +678,12 @@ def render(report: dict[str, Any]) -> str:
     ]
     if roof:
         lines.append(
-            f"roofline (first loss): fwd reads {roof['fwd_bytes'] / MIB:.0f} MiB in "
-            f"{fmt_ms(roof['fwd_s'])} ms = {roof['fwd_gbps']:.1f} GB/s; fwd+bwd reads and writes "
+            f"roofline ({roof['loss']}): fwd reads {roof['fwd_bytes'] / MIB:.0f} MiB in "
+            f"{fmt_ms(roof['fwd_s'])} ms = {roof['fwd_gbps']:.1f} GB/s "
+            f"({plural(roof['fwd_threads'], 'Numba thread')}); fwd+bwd reads and writes "
             f"{roof['fwdbwd_bytes'] / MIB:.0f} MiB in {fmt_ms(roof['fwdbwd_s'])} ms = "
-            f"{roof['fwdbwd_gbps']:.1f} GB/s"
+            f"{roof['fwdbwd_gbps']:.1f} GB/s ({plural(roof['fwdbwd_threads'], 'thread')}); "
+            "each roofline is the fastest of 1..N threads"
         )
     lines += [
         "",
@@ -751,6 +759,8 @@ def roofline_bandwidth(
         if fwd and fwdbwd:
             return {
                 "loss": name,
+                "fwd_threads": cells["fwd"].get("threads"),
+                "fwdbwd_threads": cells["fwdbwd"].get("threads"),
                 "fwd_s": fwd,
                 "fwd_bytes": 2 * bytes_per_array,
                 "fwd_gbps": 2 * bytes_per_array / fwd / 1e9,

@@ -94,6 +94,7 @@ def test_tiny_run_writes_the_expected_json(
                 assert len(measured["times_s"]) == measured["repeats"] >= 1
                 if column == "roofline":
                     assert measured["peak_extra_bytes"] is None
+                    assert str(measured["threads"]) in measured["by_threads"]
                 elif kind == "fwd" and column in ("losskit", "reference"):
                     assert measured["peak_extra_method"] == "tracemalloc"
                 else:
