@@ -63,6 +63,8 @@ class Plan:
     labels: bool = False  # sparse: y_true holds one label per row
     checked_hinge: bool = False
     overlap: str | None = None  # "dice" or "tversky": global sums, 0-d loss
+    elementwise: bool = False  # a term per element: rows may be regrouped
+    averaged: bool = True  # the term is averaged (not summed) over a row
 
 
 def _kernel_key(name: str, options: dict[str, Any], ndim: int) -> tuple[str, float, float] | None:
@@ -114,11 +116,12 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
         return Plan(forward, forward_backward, a, b, labels=labels)
     if key == "Hinge":
         kernels = (elementwise.hinge_checked_forward, elementwise.hinge_checked_forward_backward)
-        return Plan(*kernels, a, b, checked_hinge=True)
+        return Plan(*kernels, a, b, checked_hinge=True, elementwise=True)
     if key in ("Dice", "Tversky"):
         return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=key.lower())
-    kernels = elementwise.KERNELS.get(key) or rowwise.ROWWISE_KERNELS[key]
-    return Plan(*kernels, a, b, labels=labels)
+    if key in elementwise.KERNELS:
+        return Plan(*elementwise.KERNELS[key], a, b, elementwise=True, averaged=key != "KLDivergence")
+    return Plan(*rowwise.ROWWISE_KERNELS[key], a, b, labels=labels)
 
 
 # --- inputs ---------------------------------------------------------------------
@@ -263,9 +266,48 @@ def _reduction_scale(reduction: str, rows: int, weight_sum: float | None) -> flo
     return 0.0 if divisor == 0 else 1.0 / divisor
 
 
+BLOCK = 1 << 12
+
+
+def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[np.ndarray, ...]] | None:
+    """With one weight for all rows, an elementwise loss does not care where
+    rows end: its flat arrays are cut into long blocks (plus a tail) so the
+    inner loop stays long and vectorised even for rows of one feature.  Each
+    item is ``(t, p, grad_view_index, rescale)``; a block kernel divides by the
+    block length, so its result is rescaled by ``block length / features``."""
+    if w_step or not plan.elementwise or inputs.p.shape[1] >= BLOCK:
+        return None
+    size = inputs.p.size
+    flat_t, flat_p = inputs.t.reshape(-1), inputs.p.reshape(-1)
+    full = size - size % BLOCK
+    parts = []
+    if full:
+        parts.append((flat_t[:full].reshape(-1, BLOCK), flat_p[:full].reshape(-1, BLOCK), 0, full))
+    if size > full:
+        parts.append((flat_t[full:].reshape(1, -1), flat_p[full:].reshape(1, -1), full, size))
+    return parts
+
+
+def _rescale(plan: Plan, block: np.ndarray, features: int) -> float:
+    return block.shape[1] / features if plan.averaged else 1.0
+
+
 def _forward(plan: Plan, inputs: _Inputs, weights: tuple[Any, ...]) -> float:
     w, w_step, _ = weights
-    result = plan.forward(inputs.t, inputs.p, w, w_step, plan.a, plan.b)
+    blocks = _blocks(plan, inputs, w_step)
+    if blocks is None:
+        return _checked(plan, plan.forward(inputs.t, inputs.p, w, w_step, plan.a, plan.b))
+    results = [
+        (plan.forward(t, p, w, 0, plan.a, plan.b), _rescale(plan, p, inputs.p.shape[1]))
+        for t, p, _, _ in blocks
+    ]
+    if plan.checked_hinge:
+        non_binary = sum(r[2] for r, _ in results)
+        return sum(float(r[1] if non_binary else r[0]) * k for r, k in results)
+    return sum(float(r) * k for r, k in results)
+
+
+def _checked(plan: Plan, result: Any) -> float:
     if plan.checked_hinge:
         converted, raw, non_binary = result
         return float(raw if non_binary else converted)
@@ -278,15 +320,31 @@ def _forward_backward(
     from losskit.kernels import _numba_elementwise as elementwise
 
     w, w_step, _ = weights
-    result = plan.forward_backward(inputs.t, inputs.p, w, w_step, plan.a, plan.b, scale, grad)
-    if plan.checked_hinge:
-        total, non_binary = result
-        if non_binary:  # labels are not all 0/1: no conversion, one more pass
-            total = elementwise.hinge_forward_backward(
-                inputs.t, inputs.p, w, w_step, 0.0, plan.b, scale, grad
+    blocks = _blocks(plan, inputs, w_step)
+    if blocks is None:
+        pieces = [(inputs.t, inputs.p, grad, 1.0)]
+    else:
+        flat_grad = grad.reshape(-1)
+        pieces = [
+            (t, p, flat_grad[start:stop].reshape(p.shape), _rescale(plan, p, inputs.p.shape[1]))
+            for t, p, start, stop in blocks
+        ]
+    total = 0.0
+    non_binary = 0
+    for t, p, g, rescale in pieces:
+        result = plan.forward_backward(t, p, w, w_step, plan.a, plan.b, scale * rescale, g)
+        if plan.checked_hinge:
+            result, count = result
+            non_binary += count
+        total += float(result) * rescale
+    if non_binary:  # hinge labels are not all 0/1: no conversion, one more pass
+        total = 0.0
+        for t, p, g, rescale in pieces:
+            result = elementwise.hinge_forward_backward(
+                t, p, w, w_step, 0.0, plan.b, scale * rescale, g
             )
-        return float(total) * scale
-    return float(result) * scale
+            total += float(result) * rescale
+    return total * scale
 
 
 def _result(value: float, like: Any, is_torch: bool) -> Any:
