@@ -120,7 +120,8 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
     if key in ("Dice", "Tversky"):
         return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=key.lower())
     if key in elementwise.KERNELS:
-        return Plan(*elementwise.KERNELS[key], a, b, elementwise=True, averaged=key != "KLDivergence")
+        averaged = key != "KLDivergence"
+        return Plan(*elementwise.KERNELS[key], a, b, elementwise=True, averaged=averaged)
     return Plan(*rowwise.ROWWISE_KERNELS[key], a, b, labels=labels)
 
 
@@ -269,7 +270,7 @@ def _reduction_scale(reduction: str, rows: int, weight_sum: float | None) -> flo
 BLOCK = 1 << 12
 
 
-def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[np.ndarray, ...]] | None:
+def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[Any, ...]] | None:
     """With one weight for all rows, an elementwise loss does not care where
     rows end: its flat arrays are cut into long blocks (plus a tail) so the
     inner loop stays long and vectorised even for rows of one feature.  Each
@@ -280,7 +281,7 @@ def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[np.ndarray, 
     size = inputs.p.size
     flat_t, flat_p = inputs.t.reshape(-1), inputs.p.reshape(-1)
     full = size - size % BLOCK
-    parts = []
+    parts: list[tuple[Any, ...]] = []
     if full:
         parts.append((flat_t[:full].reshape(-1, BLOCK), flat_p[:full].reshape(-1, BLOCK), 0, full))
     if size > full:
