@@ -6,7 +6,10 @@ float64 of the class's dtype, weights that are None, a scalar or one per
 sample, no mask, a reducing reduction, at least :data:`MIN_ELEMENTS`
 elements, and Numba installed) one compiled pass computes the reduced loss,
 and with a torch ``y_pred`` that requires grad, its gradient too (so
-``backward()`` costs nothing more).  Otherwise it returns None and the
+``backward()`` costs nothing more).  Memory-bound losses use pure Numba kernels
+(:mod:`._numba_elementwise`, :mod:`._numba_rowwise`); losses dominated by exp
+and log use :mod:`._hybrid` (Numba arithmetic around NumPy's SIMD exp/log, on
+cache-sized chunks).  Otherwise it returns None and the
 reference implementation runs.  Results equal the reference's up to float
 rounding (sums are accumulated in float64); ``tests/test_kernels.py`` checks
 values and gradients on random inputs for every reduction and weight kind.
@@ -93,9 +96,9 @@ def _kernel_key(name: str, options: dict[str, Any], ndim: int) -> tuple[str, flo
 
 
 def _plan(loss: Any, ndim: int) -> Plan | None:
+    from losskit.kernels import _hybrid as hybrid
     from losskit.kernels import _numba_elementwise as elementwise
     from losskit.kernels import _numba_rowwise as rowwise
-    from losskit.kernels import _numpy_chunked as chunked
 
     if type(loss).__module__ != "losskit.losses":
         return None
@@ -104,14 +107,14 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
         return None
     key, a, b = found
     labels = key.startswith("Sparse")
-    if key in chunked.ROW_FUNCTIONS:
-        row_function = chunked.ROW_FUNCTIONS[key]
+    if key in hybrid.HYBRID:
+        stages = hybrid.HYBRID[key]
 
         def forward(t: Any, p: Any, w: Any, w_step: int, a: float, b: float) -> float:
-            return chunked.run(row_function, t, p, w, w_step, a, b)
+            return hybrid.run(stages, t, p, w, w_step, a, b)
 
         def forward_backward(*args: Any) -> float:
-            return chunked.run(row_function, *args)
+            return hybrid.run(stages, *args)
 
         return Plan(forward, forward_backward, a, b, labels=labels)
     if key == "Hinge":
