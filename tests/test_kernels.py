@@ -229,3 +229,25 @@ def test_long_inputs_cut_into_blocks_equal_reference(case: Case, features: int) 
         torch.testing.assert_close(fast.detach(), reference.detach(), rtol=1e-10, atol=1e-10)
         torch.testing.assert_close(prediction.grad, expected.grad, rtol=1e-10, atol=1e-12)
         np.testing.assert_allclose(loss(y_true, y_pred, weight), reference.detach(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("case", _fast_cases(), ids=lambda c: c.id)
+@pytest.mark.parametrize("fill", [0.0, 1.0])
+def test_degenerate_predictions_equal_reference(case: Case, fill: float) -> None:
+    # Zero rows divide by zero in cosine, MAPE and crossentropy normalisation:
+    # the kernels follow NumPy's error model (inf or NaN), never raise.
+    y_true, y_pred = case_inputs(case, (64, 4), seed=5)
+    y_pred = np.full_like(y_pred, fill, dtype="float64")
+    loss = case.losskit_loss(reduction="sum", dtype="float64")
+    assert kernels.fused_call(loss, y_true, y_pred, None, None) is not None
+    results = []
+    for preference in ("fast", "reference"):
+        prediction = torch.tensor(y_pred, requires_grad=True)
+        with losskit.prefer_backend(preference), np.errstate(all="ignore"):
+            value = loss(torch.as_tensor(y_true), prediction)
+        value.backward()
+        assert prediction.grad is not None
+        results.append((value.detach(), prediction.grad))
+    (fast, fast_grad), (reference, reference_grad) = results
+    torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12, equal_nan=True)
+    torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-12, atol=1e-12, equal_nan=True)

@@ -29,11 +29,12 @@ from typing import Any
 import numpy as np
 from numba import njit
 
-from losskit.kernels._numba_elementwise import FASTMATH, clip
+from losskit.kernels._numba_elementwise import FASTMATH, clamp_below, clip
 
 CHUNK_ELEMENTS = 1 << 15  # 128 KiB per float32 buffer: three of them fit in L2
 LOG2 = math.log(2.0)
-arithmetic = njit(nogil=True, fastmath=FASTMATH, cache=True)  # GIL released: chunks run in threads
+# GIL released, so chunks run in threads; NumPy error model: x / 0 is inf, not an exception
+arithmetic = njit(nogil=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 
 
 # --- mean squared logarithmic error: a = epsilon --------------------------------
@@ -58,8 +59,8 @@ def _msle_combine(t, p, a, b, u, v, w, w_step, scale, grad, want_grad):  # type:
             d = u[i, j] - v[i, j]  # log(max(p, eps) + 1) - log(max(t, eps) + 1)
             row += d * d
             if want_grad:
-                x = p[i, j]
-                grad[i, j] = factor * d / (max(x, a) + 1.0) if x > a else 0.0
+                p_clamped, inside = clamp_below(p[i, j], a)
+                grad[i, j] = factor * d / (p_clamped + 1.0) * inside
         total += w[i * w_step] * row / features
     return total
 

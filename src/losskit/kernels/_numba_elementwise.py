@@ -20,33 +20,37 @@ FASTMATH = {"reassoc", "contract", "nsz"}  # vectorised sums; NaN and inf stay e
 LOG2 = math.log(2.0)
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def clamp_below(x, low):  # type: ignore[no-untyped-def]
-    """``max(x, low)`` that propagates NaN, and its derivative in x."""
-    return (low, 0.0) if x < low else (x, 1.0)
+    """``max(x, low)`` that propagates NaN, and its derivative in x (a tie
+    splits it, 0.5, as ``maximum`` does in JAX and torch)."""
+    if x < low:
+        return low, 0.0
+    return x, (0.5 if x == low else 1.0)
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def clip(x, low, high):  # type: ignore[no-untyped-def]
-    """Keras's ``clip`` and its derivative (0 outside the interval)."""
+    """Keras's ``clip`` and its derivative: 1 inside the interval, 0 outside,
+    0.5 on its ends (the tie of ``minimum(maximum(x, low), high)``)."""
     if x < low:
         return low, 0.0
     if x > high:
         return high, 0.0
-    return x, 1.0
+    return x, (1.0 if low < x < high else 0.5)
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def sign(x):  # type: ignore[no-untyped-def]
     return 1.0 if x > 0 else (-1.0 if x < 0 else 0.0)
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def softplus(x):  # type: ignore[no-untyped-def]
     return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def sigmoid(x):  # type: ignore[no-untyped-def]
     if x >= 0:
         return 1.0 / (1.0 + math.exp(-x))
@@ -57,19 +61,19 @@ def sigmoid(x):  # type: ignore[no-untyped-def]
 # --- elementwise terms: (t, p, a, b) -> (value, d value / d p) ---------------
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def squared_error(t, p, a, b):  # type: ignore[no-untyped-def]
     d = p - t
     return d * d, d + d
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def absolute_error(t, p, a, b):  # type: ignore[no-untyped-def]
     d = p - t
     return abs(d), sign(d)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def absolute_percentage_error(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     scale = max(abs(t), a)
@@ -77,7 +81,7 @@ def absolute_percentage_error(t, p, a, b):  # type: ignore[no-untyped-def]
     return 100.0 * abs(d) / scale, 100.0 * sign(d) / scale
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     p_clamped, dp = clamp_below(p, a)
@@ -86,7 +90,7 @@ def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
     return d * d, 2.0 * d * dp / (p_clamped + 1.0)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def huber(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = delta
     e = p - t
@@ -96,19 +100,19 @@ def huber(t, p, a, b):  # type: ignore[no-untyped-def]
     return value, (e if abs_e <= a else a * sign(e))
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def log_cosh(t, p, a, b):  # type: ignore[no-untyped-def]
     e = p - t
     return e + softplus(-2.0 * e) - LOG2, math.tanh(e)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def poisson(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     return p - t * math.log(p + a), 1.0 - t / (p + a)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon; summed, not averaged, over the last axis
     t_clipped, _ = clip(t, a, 1.0)
@@ -116,7 +120,7 @@ def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
     return t_clipped * math.log(t_clipped / p_clipped), -t_clipped / p_clipped * dp
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon, b = label smoothing
     t = t * (1.0 - b) + 0.5 * b
@@ -125,20 +129,22 @@ def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     return value, -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def binary_crossentropy_from_logits(t, p, a, b):  # type: ignore[no-untyped-def]
     # b = label smoothing
     t = t * (1.0 - b) + 0.5 * b
     return t * softplus(-p) + (1.0 - t) * softplus(p), sigmoid(p) - t
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = 1: convert 0/1 labels to -1/1; b = 1: squared hinge
     s = 2.0 * t - 1.0 if a else t
     margin = 1.0 - s * p
-    if margin <= 0:
+    if margin < 0:
         return 0.0, 0.0
+    if margin == 0:  # the tie of maximum(margin, 0) splits the gradient
+        return 0.0, (0.0 if b else -0.5 * s)
     if b:
         return margin * margin, -2.0 * margin * s
     return margin, -s
@@ -147,7 +153,7 @@ def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
 # --- generic bodies --------------------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyped-def]
     """sum_i w_i * (sum_j term(t_ij, p_ij) / divisor)"""
     total = 0.0
@@ -160,7 +166,7 @@ def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyp
     return total
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  # type: ignore[no-untyped-def]
     """:func:`forward_body`, writing ``grad = scale * d total / d p``."""
     total = 0.0
@@ -176,7 +182,7 @@ def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  #
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     """Hinge totals with and without label conversion, and the count of
     non-binary labels, in one pass (so the choice needs no extra read)."""
@@ -201,7 +207,7 @@ def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     return converted, raw, non_binary
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     """Forward+backward of the hinge with 0/1 labels converted, also returning
     the count of non-binary labels: if it is not 0, the caller reruns the
@@ -230,120 +236,120 @@ def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
 # number of features for averaged terms and 1 for summed ones (KL).
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def squared_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, squared_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def squared_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, squared_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def absolute_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, absolute_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def absolute_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, absolute_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def absolute_percentage_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, absolute_percentage_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def absolute_percentage_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, absolute_percentage_error, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def squared_logarithmic_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, squared_logarithmic_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def squared_logarithmic_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, squared_logarithmic_error, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def huber_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, huber, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def huber_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, huber, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def log_cosh_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, log_cosh, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def log_cosh_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, log_cosh, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def poisson_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, poisson, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def poisson_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, poisson, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def kl_divergence_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, kl_divergence, 1.0)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def kl_divergence_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, kl_divergence, 1.0)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def binary_crossentropy_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, binary_crossentropy, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def binary_crossentropy_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, binary_crossentropy, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def binary_crossentropy_from_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, binary_crossentropy_from_logits, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def binary_crossentropy_from_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, binary_crossentropy_from_logits, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, hinge, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, hinge, p.shape[1])
 

@@ -21,7 +21,7 @@ from losskit.kernels._numba_elementwise import FASTMATH, clip
 # --- cosine similarity: a = epsilon -------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     dot = 0.0
     true_norm2 = 0.0
@@ -36,7 +36,7 @@ def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     return dot, inv_true, inv_pred, pred_norm2 > floor
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -45,7 +45,7 @@ def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -63,21 +63,17 @@ def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
 # --- categorical hinge --------------------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
     positive = 0.0
     negative = -math.inf
-    arg = 0
     for j in range(p.shape[1]):
         positive += t[i, j] * p[i, j]
-        candidate = (1.0 - t[i, j]) * p[i, j]
-        if candidate > negative:
-            negative = candidate
-            arg = j
-    return negative - positive + 1.0, arg
+        negative = max(negative, (1.0 - t[i, j]) * p[i, j])
+    return negative - positive + 1.0, negative
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -86,24 +82,30 @@ def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    # Ties split the gradient as JAX and torch do: the outer maximum(margin, 0)
+    # halves it, and the row maximum shares it evenly among its maximisers.
     total = 0.0
     for i in prange(p.shape[0]):
-        margin, arg = _categorical_hinge_row(t, p, i)
+        margin, negative = _categorical_hinge_row(t, p, i)
         weight = w[i * w_step]
         total += weight * max(margin, 0.0)
-        factor = scale * weight if margin > 0 else 0.0
+        factor = scale * weight if margin > 0 else (0.5 * scale * weight if margin == 0 else 0.0)
+        maximisers = 0
         for j in range(p.shape[1]):
-            grad[i, j] = -factor * t[i, j]
-        grad[i, arg] += factor * (1.0 - t[i, arg])
+            maximisers += 1 if (1.0 - t[i, j]) * p[i, j] == negative else 0
+        share = factor / maximisers if maximisers else 0.0
+        for j in range(p.shape[1]):
+            at_max = (1.0 - t[i, j]) * p[i, j] == negative
+            grad[i, j] = -factor * t[i, j] + (share * (1.0 - t[i, j]) if at_max else 0.0)
     return total
 
 
 # --- categorical crossentropy: a = epsilon, b = label smoothing ---------------
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
     largest = -math.inf
     for j in range(p.shape[1]):
@@ -114,7 +116,7 @@ def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
     return largest + math.log(total)
 
 
-@njit(inline="always", fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def _row_sum(p, i):  # type: ignore[no-untyped-def]
     total = 0.0
     for j in range(p.shape[1]):
@@ -122,7 +124,7 @@ def _row_sum(p, i):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -136,7 +138,7 @@ def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -160,7 +162,7 @@ def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: i
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -173,7 +175,7 @@ def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untype
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -197,13 +199,13 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
 # --- sparse categorical crossentropy: labels t of shape (rows,) --------------
 
 
-@njit(inline="always")
+@njit(inline="always", error_model="numpy")
 def _label(t, i, classes):  # type: ignore[no-untyped-def]
     label = int(t[i])  # truncation, as the reference's cast to int32
     return label, 0 <= label < classes
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -214,7 +216,7 @@ def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -235,7 +237,7 @@ def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -245,7 +247,7 @@ def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -267,7 +269,7 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
 # --- Dice and Tversky over all axes: the three sums they need -----------------
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def overlap_sums(t, p):  # type: ignore[no-untyped-def]
     """``(sum(t * p), sum(t), sum(p))`` in one pass."""
     intersection = 0.0
@@ -287,7 +289,7 @@ def overlap_sums(t, p):  # type: ignore[no-untyped-def]
     return intersection, true_sum, pred_sum
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True)
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def affine_in_true(t, slope, offset, grad):  # type: ignore[no-untyped-def]
     """``grad = slope * t + offset``: the gradient of Dice and Tversky."""
     for i in prange(t.shape[0]):
