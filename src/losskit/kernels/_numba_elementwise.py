@@ -23,21 +23,21 @@ LOG2 = math.log(2.0)
 @njit(inline="always", error_model="numpy")
 def clamp_below(x, low):  # type: ignore[no-untyped-def]
     """``max(x, low)`` that propagates NaN, and its derivative in x (a tie
-    splits it, 0.5, as ``maximum`` does in JAX and torch)."""
-    if x < low:
-        return low, 0.0
-    return x, (0.5 if x == low else 1.0)
+    splits it, 0.5, as ``maximum`` does in JAX and torch).  Selects, not
+    branches, so loops over it vectorise."""
+    below = x < low
+    value = low if below else x
+    return value, (0.0 if below else (0.5 if x == low else 1.0))
 
 
 @njit(inline="always", error_model="numpy")
 def clip(x, low, high):  # type: ignore[no-untyped-def]
     """Keras's ``clip`` and its derivative: 1 inside the interval, 0 outside,
     0.5 on its ends (the tie of ``minimum(maximum(x, low), high)``)."""
-    if x < low:
-        return low, 0.0
-    if x > high:
-        return high, 0.0
-    return x, (1.0 if low < x < high else 0.5)
+    value = low if x < low else (high if x > high else x)
+    inside = 1.0 if low < x < high else 0.0
+    on_end = 0.5 if (x == low) | (x == high) else 0.0
+    return value, inside + on_end
 
 
 @njit(inline="always", error_model="numpy")
@@ -141,13 +141,13 @@ def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = 1: convert 0/1 labels to -1/1; b = 1: squared hinge
     s = 2.0 * t - 1.0 if a else t
     margin = 1.0 - s * p
-    if margin < 0:
-        return 0.0, 0.0
-    if margin == 0:  # the tie of maximum(margin, 0) splits the gradient
-        return 0.0, (0.0 if b else -0.5 * s)
+    # Selects, not branches (random margins would mispredict); NaN propagates;
+    # the tie of maximum(margin, 0) halves the slope, as in JAX and torch.
+    positive = 0.0 if margin < 0 else margin
+    slope = 1.0 if margin > 0 else (0.5 if margin == 0 else 0.0)
     if b:
-        return margin * margin, -2.0 * margin * s
-    return margin, -s
+        return positive * positive, -2.0 * positive * s
+    return positive, -s * slope
 
 
 # --- generic bodies --------------------------------------------------------
