@@ -1,9 +1,11 @@
 """Timing and peak-memory measurement shared by every column of the benchmark.
 
 Timing: every measurement calls the function twice to warm up (the first call
-compiles: Numba, XLA, Inductor), then times ``repeat`` calls with
-``time.perf_counter`` (the garbage collector off) and reports their median and
-minimum.  A call so slow that ``repeat`` of them would exceed the time budget
+compiles: Numba, XLA, Inductor; a process's first forward and first
+forward+backward measurement warm up for at least ``FIRST_WARMUP_S``, see
+:func:`time_call`), then times ``repeat`` calls
+with ``time.perf_counter`` (the garbage collector off) and reports their median
+and minimum.  A call so slow that ``repeat`` of them would exceed the time budget
 of a measurement gets fewer timed calls, never fewer than ``min(3, repeat)``.
 
 Peak extra memory, two methods:
@@ -36,8 +38,6 @@ import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-
-import numpy as np
 
 __all__ = [
     "Spec",
@@ -76,21 +76,6 @@ class Spec:
     gradient_bytes: int = 0
     tracemalloc: bool = False
     memory: bool = True
-
-
-def prefault_memory(nbytes: int) -> None:
-    """Touch ``nbytes`` of fresh memory once, then free it.
-
-    On a virtual machine whose host backs guest memory lazily, the first touch
-    of each never-used page costs a host page fault: the first 64 MiB gradient a
-    new process writes took 140 ms instead of 5 ms here, which made whichever
-    loss a column measured first look many times slower.  Touching the memory
-    once, before anything is timed, gives every column and loss the same,
-    steady-state allocator, whatever it runs first.
-    """
-    block = np.ones(nbytes, dtype=np.uint8)  # writes, so every page is touched
-    del block
-    _libc_malloc_trim()()
 
 
 def to_float(value: Any) -> float | None:
@@ -185,11 +170,29 @@ def peak_tracemalloc_extra(spec: Spec) -> int:
     return peak - before - spec.gradient_bytes
 
 
+FIRST_WARMUP_S = 1.0
+FIRST_WARMUP_CALLS = 25
+_warm_kinds: set[str] = set()  # the kinds of measurement this process has warmed up
+
+
 def time_call(spec: Spec, repeat: int, budget_s: float) -> tuple[dict[str, Any], Any]:
-    """Warm up, then time calls; returns the timings and the first result."""
+    """Warm up, then time calls; returns the timings and the first result.
+
+    A process's first forward and first forward+backward measurement warm up
+    for ``FIRST_WARMUP_S`` (at most ``FIRST_WARMUP_CALLS`` calls): on the
+    benchmark's VM a new process's first few 64 MiB outputs, in transparent
+    huge pages, took 80-100 ms to fault in instead of 5 ms (a bare Numba loop
+    writing fresh ``np.empty`` buffers shows it, so does any library), which
+    made whichever loss a column measured first look up to 20x slower than in
+    steady state.
+    """
+    kind = "fwdbwd" if spec.gradient_bytes else "fwd"
     warmup: list[float] = []
     first: Any = None
-    for i in range(WARMUP_CALLS):
+    calls = WARMUP_CALLS if kind in _warm_kinds else FIRST_WARMUP_CALLS
+    for i in range(calls):
+        if i >= WARMUP_CALLS and sum(warmup) >= FIRST_WARMUP_S:
+            break
         spec.prepare()
         start = time.perf_counter()
         result = spec.call()
@@ -197,6 +200,7 @@ def time_call(spec: Spec, repeat: int, budget_s: float) -> tuple[dict[str, Any],
         if i == 0:
             first = result
         del result
+    _warm_kinds.add(kind)
     estimate = max(warmup[-1], 1e-9)
     floor = min(3, repeat)
     count = repeat if estimate * repeat <= budget_s else max(floor, math.floor(budget_s / estimate))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from _measure import Spec, measure, prefault_memory
+from _measure import Spec, measure
 
 __all__ = [
     "COLUMNS",
@@ -211,8 +211,6 @@ class WorkerSettings:
     budget_s: float
     seed: int = 0
 
-
-PREFAULT_ARRAYS = 4  # float64 arrays of the input's size touched before timing
 
 # --- the columns ---------------------------------------------------------------
 # Each builder gets the loss name and its NumPy inputs and returns
@@ -406,7 +404,6 @@ def run_worker(
             )
     import losskit
 
-    prefault_memory(PREFAULT_ARRAYS * settings.rows * settings.cols * 8)
     started = time.perf_counter()
     results: dict[str, dict[str, Any]] = {}
     preference = PREFERENCES.get(column, "fast")
