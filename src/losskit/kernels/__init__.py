@@ -6,10 +6,11 @@ float64 of the class's dtype, weights that are None, a scalar or one per
 sample, no mask, a reducing reduction, at least :data:`MIN_ELEMENTS`
 elements, and Numba installed) one compiled pass computes the reduced loss,
 and with a torch ``y_pred`` that requires grad, its gradient too (so
-``backward()`` costs nothing more).  Memory-bound losses use pure Numba kernels
-(:mod:`._numba_elementwise`, :mod:`._numba_rowwise`); losses dominated by exp
-and log use :mod:`._hybrid` (Numba arithmetic around NumPy's SIMD exp/log, on
-cache-sized chunks).  Otherwise it returns None and the
+``backward()`` costs nothing more).  The kernels are Numba loops
+(:mod:`._numba_elementwise`, :mod:`._numba_rowwise`) that LLVM vectorises;
+exp and log come from :mod:`._vmath`, branch-free versions that vectorise too
+(Numba's own are scalar C-library calls), computed in the input's precision.
+Otherwise it returns None and the
 reference implementation runs.  Results equal the reference's up to float
 rounding (sums are accumulated in float64); ``tests/test_kernels.py`` checks
 values and gradients on random inputs for every reduction and weight kind.
@@ -96,7 +97,6 @@ def _kernel_key(name: str, options: dict[str, Any], ndim: int) -> tuple[str, flo
 
 
 def _plan(loss: Any, ndim: int) -> Plan | None:
-    from losskit.kernels import _hybrid as hybrid
     from losskit.kernels import _numba_elementwise as elementwise
     from losskit.kernels import _numba_rowwise as rowwise
 
@@ -107,16 +107,6 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
         return None
     key, a, b = found
     labels = key.startswith("Sparse")
-    if key in hybrid.HYBRID:
-        stages = hybrid.HYBRID[key]
-
-        def forward(t: Any, p: Any, w: Any, w_step: int, a: float, b: float) -> float:
-            return hybrid.run(stages, t, p, w, w_step, a, b)
-
-        def forward_backward(*args: Any) -> float:
-            return hybrid.run(stages, *args)
-
-        return Plan(forward, forward_backward, a, b, labels=labels)
     if key == "Hinge":
         kernels = (elementwise.hinge_checked_forward, elementwise.hinge_checked_forward_backward)
         return Plan(*kernels, a, b, checked_hinge=True, elementwise=True)
@@ -292,6 +282,12 @@ def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[Any, ...]] |
     return parts
 
 
+def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, Any]:
+    """The loss's constants (epsilon, delta, ...) in the dtype of the input, as
+    the reference and Keras hold them, so float32 kernels compute in float32."""
+    return p.dtype.type(plan.a), p.dtype.type(plan.b)
+
+
 def _rescale(plan: Plan, block: np.ndarray, features: int) -> float:
     return block.shape[1] / features if plan.averaged else 1.0
 
@@ -300,9 +296,11 @@ def _forward(plan: Plan, inputs: _Inputs, weights: tuple[Any, ...]) -> float:
     w, w_step, _ = weights
     blocks = _blocks(plan, inputs, w_step)
     if blocks is None:
-        return _checked(plan, plan.forward(inputs.t, inputs.p, w, w_step, plan.a, plan.b))
+        return _checked(
+            plan, plan.forward(inputs.t, inputs.p, w, w_step, *_constants(plan, inputs.p))
+        )
     results = [
-        (plan.forward(t, p, w, 0, plan.a, plan.b), _rescale(plan, p, inputs.p.shape[1]))
+        (plan.forward(t, p, w, 0, *_constants(plan, p)), _rescale(plan, p, inputs.p.shape[1]))
         for t, p, _, _ in blocks
     ]
     if plan.checked_hinge:
@@ -336,7 +334,7 @@ def _forward_backward(
     total = 0.0
     non_binary = 0
     for t, p, g, rescale in pieces:
-        result = plan.forward_backward(t, p, w, w_step, plan.a, plan.b, scale * rescale, g)
+        result = plan.forward_backward(t, p, w, w_step, *_constants(plan, p), scale * rescale, g)
         if plan.checked_hinge:
             result, count = result
             non_binary += count
@@ -344,8 +342,9 @@ def _forward_backward(
     if non_binary:  # hinge labels are not all 0/1: no conversion, one more pass
         total = 0.0
         for t, p, g, rescale in pieces:
+            _, b = _constants(plan, p)
             result = elementwise.hinge_forward_backward(
-                t, p, w, w_step, 0.0, plan.b, scale * rescale, g
+                t, p, w, w_step, p.dtype.type(0), b, scale * rescale, g
             )
             total += float(result) * rescale
     return total * scale

@@ -16,6 +16,8 @@ import math
 
 from numba import njit, prange
 
+from losskit.kernels._vmath import exp_as, log1p_as, log_as
+
 FASTMATH = {"reassoc", "contract", "nsz"}  # vectorised sums; NaN and inf stay exact
 LOG2 = math.log(2.0)
 
@@ -46,16 +48,13 @@ def sign(x):  # type: ignore[no-untyped-def]
 
 
 @njit(inline="always", error_model="numpy")
-def softplus(x):  # type: ignore[no-untyped-def]
-    return max(x, 0.0) + math.log1p(math.exp(-abs(x)))
-
-
-@njit(inline="always", error_model="numpy")
-def sigmoid(x):  # type: ignore[no-untyped-def]
-    if x >= 0:
-        return 1.0 / (1.0 + math.exp(-x))
-    z = math.exp(x)
-    return z / (1.0 + z)
+def softplus_and_sigmoid(x, like):  # type: ignore[no-untyped-def]
+    """``log(1 + exp(x))`` and its derivative, stable for any x, in the
+    precision of ``like``: with z = exp(-|x|), max(x, 0) + log1p(z) and
+    1 / (1 + z) or z / (1 + z)."""
+    z = exp_as(-abs(x), like)
+    softplus = (x if x > 0 else 0.0) + log1p_as(z, like)
+    return softplus, (1.0 if x >= 0 else z) / (1.0 + z)
 
 
 # --- elementwise terms: (t, p, a, b) -> (value, d value / d p) ---------------
@@ -86,7 +85,7 @@ def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     p_clamped, dp = clamp_below(p, a)
     t_clamped, _ = clamp_below(t, a)
-    d = math.log(p_clamped + 1.0) - math.log(t_clamped + 1.0)
+    d = log_as(p_clamped + 1.0, p) - log_as(t_clamped + 1.0, p)
     return d * d, 2.0 * d * dp / (p_clamped + 1.0)
 
 
@@ -102,14 +101,18 @@ def huber(t, p, a, b):  # type: ignore[no-untyped-def]
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def log_cosh(t, p, a, b):  # type: ignore[no-untyped-def]
+    # e + softplus(-2e) - log 2 = |e| + log1p(z) - log 2, z = exp(-2|e|);
+    # the derivative is tanh(e) = sign(e) (1 - z) / (1 + z)
     e = p - t
-    return e + softplus(-2.0 * e) - LOG2, math.tanh(e)
+    z = exp_as(-2.0 * abs(e), p)
+    magnitude = (1.0 - z) / (1.0 + z)
+    return abs(e) + log1p_as(z, p) - LOG2, (magnitude if e >= 0 else -magnitude)
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def poisson(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
-    return p - t * math.log(p + a), 1.0 - t / (p + a)
+    return p - t * log_as(p + a, p), 1.0 - t / (p + a)
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
@@ -117,7 +120,7 @@ def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon; summed, not averaged, over the last axis
     t_clipped, _ = clip(t, a, 1.0)
     p_clipped, dp = clip(p, a, 1.0)
-    return t_clipped * math.log(t_clipped / p_clipped), -t_clipped / p_clipped * dp
+    return t_clipped * log_as(t_clipped / p_clipped, p), -t_clipped / p_clipped * dp
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
@@ -125,15 +128,17 @@ def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon, b = label smoothing
     t = t * (1.0 - b) + 0.5 * b
     p_clipped, dp = clip(p, a, 1.0 - a)
-    value = -(t * math.log(p_clipped) + (1.0 - t) * math.log(1.0 - p_clipped))
+    value = -(t * log_as(p_clipped, p) + (1.0 - t) * log_as(1.0 - p_clipped, p))
     return value, -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 def binary_crossentropy_from_logits(t, p, a, b):  # type: ignore[no-untyped-def]
     # b = label smoothing
+    # t softplus(-p) + (1 - t) softplus(p) = softplus(p) - t p
     t = t * (1.0 - b) + 0.5 * b
-    return t * softplus(-p) + (1.0 - t) * softplus(p), sigmoid(p) - t
+    softplus, sigmoid = softplus_and_sigmoid(p, p)
+    return softplus - t * p, sigmoid - t
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")

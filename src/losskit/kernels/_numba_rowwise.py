@@ -17,6 +17,7 @@ import math
 from numba import njit, prange
 
 from losskit.kernels._numba_elementwise import FASTMATH, clip
+from losskit.kernels._vmath import cast_as, exp_as, log_as
 
 # --- cosine similarity: a = epsilon -------------------------------------------
 
@@ -112,8 +113,26 @@ def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
         largest = max(largest, p[i, j])
     total = 0.0
     for j in range(p.shape[1]):
-        total += math.exp(p[i, j] - largest)
-    return largest + math.log(total)
+        total += exp_as(p[i, j] - largest, p[i, j])
+    return largest + log_as(total, p[i, 0])
+
+
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
+    """Write ``softmax(p[i])`` into ``out[i]`` (one exp per element) and return
+    ``logsumexp(p[i])``."""
+    largest = p[i, 0]
+    for j in range(1, p.shape[1]):
+        largest = max(largest, p[i, j])
+    total = 0.0
+    for j in range(p.shape[1]):
+        e = exp_as(p[i, j] - largest, p[i, j])
+        out[i, j] = e
+        total += e
+    inverse = 1.0 / total
+    for j in range(p.shape[1]):
+        out[i, j] *= inverse
+    return largest + log_as(total, p[i, 0])
 
 
 @njit(inline="always", fastmath=FASTMATH, error_model="numpy")
@@ -129,11 +148,11 @@ def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
     for i in prange(p.shape[0]):
-        norm = _row_sum(p, i)
+        norm = cast_as(_row_sum(p, i), p[i, 0])  # divide in the input's precision
         row = 0.0
         for j in range(classes):
             q, _ = clip(p[i, j] / norm, a, 1.0 - a)
-            row -= (t[i, j] * (1.0 - b) + b / classes) * math.log(q)
+            row -= (t[i, j] * (1.0 - b) + b / classes) * log_as(q, p[i, 0])
         total += w[i * w_step] * row
     return total
 
@@ -144,14 +163,14 @@ def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: i
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
-        norm = _row_sum(p, i)
+        norm = cast_as(_row_sum(p, i), p[i, 0])
         row = 0.0
         projection = 0.0  # sum_j g_j q_j with g_j = d loss / d q_j
         for j in range(classes):
             q_raw = p[i, j] / norm
             q, inside = clip(q_raw, a, 1.0 - a)
             target = t[i, j] * (1.0 - b) + b / classes
-            row -= target * math.log(q)
+            row -= target * log_as(q, p[i, 0])
             g = -target / q * inside
             grad[i, j] = g
             projection += g * q_raw
@@ -181,7 +200,7 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
-        lse = _log_sum_exp(p, i)
+        lse = _softmax_into(p, i, grad)
         row = 0.0
         target_sum = 0.0
         for j in range(classes):
@@ -192,7 +211,7 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
         factor = scale * weight
         for j in range(classes):
             target = t[i, j] * (1.0 - b) + b / classes
-            grad[i, j] = factor * (target_sum * math.exp(p[i, j] - lse) - target)
+            grad[i, j] = factor * (target_sum * grad[i, j] - target)
     return total
 
 
@@ -212,7 +231,7 @@ def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
         label, valid = _label(t, i, p.shape[1])
         if valid:
             q, _ = clip(p[i, label] / _row_sum(p, i), a, 1.0 - a)
-            total -= w[i * w_step] * math.log(q)
+            total -= w[i * w_step] * log_as(q, p[i, 0])
     return total
 
 
@@ -228,7 +247,7 @@ def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
             norm = _row_sum(p, i)
             q_raw = p[i, label] / norm
             q, inside = clip(q_raw, a, 1.0 - a)
-            total -= weight * math.log(q)
+            total -= weight * log_as(q, p[i, 0])
             g = -inside / q  # d loss / d q_label
             factor = scale * weight / norm
             for j in range(p.shape[1]):
@@ -257,11 +276,11 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
                 grad[i, j] = 0.0
             continue
         weight = w[i * w_step]
-        lse = _log_sum_exp(p, i)
+        lse = _softmax_into(p, i, grad)
         total += weight * (lse - p[i, label])
         factor = scale * weight
         for j in range(p.shape[1]):
-            grad[i, j] = factor * math.exp(p[i, j] - lse)
+            grad[i, j] *= factor
         grad[i, label] -= factor
     return total
 
