@@ -251,3 +251,31 @@ def test_degenerate_predictions_equal_reference(case: Case, fill: float) -> None
     (fast, fast_grad), (reference, reference_grad) = results
     torch.testing.assert_close(fast, reference, rtol=1e-12, atol=1e-12, equal_nan=True)
     torch.testing.assert_close(fast_grad, reference_grad, rtol=1e-12, atol=1e-12, equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_one_feature_cosine_equals_reference(dtype: str) -> None:
+    # (N, 1) columns take a kernel without an inner loop over features.
+    rng = np.random.default_rng(4)
+    y_true = rng.normal(size=(5000, 1)).astype(dtype)
+    y_pred = rng.normal(size=(5000, 1)).astype(dtype)
+    y_pred[:10] = 0.0  # a zero vector: the clamped norm
+    weight = rng.random(5000)
+    loss = losskit.CosineSimilarity(reduction="sum", dtype=dtype)
+    assert kernels.fused_call(loss, y_true, y_pred, weight, None) is not None
+    results = []
+    for preference in ("fast", "reference"):
+        prediction = torch.tensor(y_pred, requires_grad=True)
+        with losskit.prefer_backend(preference):
+            value = loss(torch.as_tensor(y_true), prediction, torch.as_tensor(weight))
+        value.backward()
+        assert prediction.grad is not None
+        results.append((value.detach(), prediction.grad))
+    (fast, fast_grad), (reference, reference_grad) = results
+    tolerance = TOLERANCE[dtype]
+    torch.testing.assert_close(fast, reference, rtol=tolerance, atol=tolerance)
+    # The exact gradient is 0 (the cosine of two scalars is +-1); both paths
+    # leave rounding residue of order eps(dtype) / |y_pred|.
+    residue = float(np.finfo(dtype).eps / np.abs(y_pred[10:]).min())
+    torch.testing.assert_close(fast_grad, reference_grad, rtol=tolerance, atol=4 * residue)
+    np.testing.assert_allclose(loss(y_true, y_pred, weight), reference, rtol=tolerance)

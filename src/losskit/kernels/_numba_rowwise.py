@@ -37,8 +37,30 @@ def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     return dot, inv_true, inv_pred, pred_norm2 > floor
 
 
+@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+def _cosine_scalar(x, y, a):  # type: ignore[no-untyped-def]
+    """:func:`_cosine_row` of a one-feature row: no inner loop, so the loop
+    over rows vectorises (one-output regression columns are (N, 1))."""
+    floor = a * a
+    inv_true = 1.0 / math.sqrt(max(x * x, floor))
+    pred_norm2 = y * y
+    inv_pred = 1.0 / math.sqrt(max(pred_norm2, floor))
+    return x * y, inv_true, inv_pred, pred_norm2 > floor
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+def _cosine_forward_one_feature(t, p, w, w_step, a):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        dot, inv_true, inv_pred, _ = _cosine_scalar(t[i, 0], p[i, 0], a)
+        total += w[i * w_step] * (-dot * inv_true * inv_pred)
+    return total
+
+
 @njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    if p.shape[1] == 1:
+        return _cosine_forward_one_feature(t, p, w, w_step, a)
     total = 0.0
     for i in prange(p.shape[0]):
         dot, inv_true, inv_pred, _ = _cosine_row(t, p, i, a)
@@ -47,7 +69,22 @@ def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
 
 
 @njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+def _cosine_forward_backward_one_feature(t, p, w, w_step, a, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        x, y = t[i, 0], p[i, 0]
+        dot, inv_true, inv_pred, pred_unclamped = _cosine_scalar(x, y, a)
+        weight = w[i * w_step]
+        total += weight * (-dot * inv_true * inv_pred)
+        curvature = dot * inv_pred * inv_pred if pred_unclamped else 0.0
+        grad[i, 0] = -scale * weight * inv_true * inv_pred * (x - curvature * y)
+    return total
+
+
+@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
 def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    if p.shape[1] == 1:
+        return _cosine_forward_backward_one_feature(t, p, w, w_step, a, scale, grad)
     total = 0.0
     for i in prange(p.shape[0]):
         dot, inv_true, inv_pred, pred_unclamped = _cosine_row(t, p, i, a)
