@@ -102,9 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--batch-rows",
         type=_positive,
-        default=1 << 18,
+        default=1 << 20,  # evaluate.DEFAULT_BATCH_ROWS, not imported by the parser
         metavar="N",
-        help="rows per batch (default: 262144); memory grows with it",
+        help="rows per batch (default: 1048576); memory grows with it",
     )
     evaluate.add_argument(
         "--nan-policy",

@@ -38,7 +38,9 @@ from losskit.losses import Loss
 from losskit.streaming import GroupedAccumulator, MultiLossAccumulator
 
 EXAMPLE = "diabetes_predictions.csv"
-DEFAULT_BATCH_ROWS = 1 << 18
+# 16 MiB of float64 per column; 4x fewer batches than 2**18 saved 0.6 s of
+# per-batch overhead over 10^8 rows
+DEFAULT_BATCH_ROWS = 1 << 20
 PROBE_ROWS = 256
 
 
@@ -154,6 +156,19 @@ def iter_batches(plan: Plan) -> Iterator[readers.Batch]:
         yield from readers.read_piece(piece, plan.columns, plan.batch_rows, plan.nan_policy)
 
 
+def _one_kernel_thread() -> None:
+    """Make the fused kernels called from this thread single-threaded (Numba's
+    setting is per calling thread): the batches already run in parallel, and
+    nested threads oversubscribe the cores (3.3 s instead of 2.8 s for the
+    regression set over 10^8 rows on 2 cores)."""
+    from losskit import kernels
+
+    if kernels.available():
+        import numba
+
+        numba.set_num_threads(1)
+
+
 def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Work:
     """Evaluate on this machine: read here, compute on ``jobs`` threads."""
     tune_allocator()
@@ -170,6 +185,7 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
     lock = threading.Lock()
 
     def compute(work: Work) -> None:
+        _one_kernel_thread()
         while True:
             batch = pending.get()
             if batch is None:
