@@ -373,7 +373,6 @@ def _length(data: Any) -> int:
 def _raw_parquet(
     piece: Piece, columns: ColumnSpec, batch_rows: int
 ) -> Iterator[tuple[dict[str, Any], int]]:
-    pa = require("pyarrow")
     pq = require("pyarrow.parquet")
     source = pq.ParquetFile(piece.path)
     rows = max(piece.rows or 1, 1)
@@ -394,10 +393,6 @@ def _raw_parquet(
                 {name: batch.column(name) for name in columns.needed},
                 piece.nbytes * batch.num_rows // rows,
             )
-        del batches
-        # pyarrow's allocator keeps freed pages per decoding thread; give them
-        # back so that resident memory stays flat, whatever the number of groups
-        pa.default_memory_pool().release_unused()
 
 
 def _raw_arrow(
