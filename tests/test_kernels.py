@@ -279,3 +279,35 @@ def test_one_feature_cosine_equals_reference(dtype: str) -> None:
     residue = float(np.finfo(dtype).eps / np.abs(y_pred[10:]).min())
     torch.testing.assert_close(fast_grad, reference_grad, rtol=tolerance, atol=4 * residue)
     np.testing.assert_allclose(loss(y_true, y_pred, weight), reference, rtol=tolerance)
+
+
+def test_gradient_buffers_are_recycled_only_once_unreferenced() -> None:
+    kernels.release_gradient_buffers()
+    rng = np.random.default_rng(6)
+    y_true = torch.from_numpy(rng.random((512, 64), dtype="float32"))
+    y_pred = torch.from_numpy(rng.random((512, 64), dtype="float32")).requires_grad_()
+    loss = losskit.MeanSquaredError()
+
+    def gradient() -> torch.Tensor:
+        y_pred.grad = None
+        loss(y_true, y_pred).backward()
+        assert y_pred.grad is not None
+        return y_pred.grad
+
+    first = gradient()
+    address, expected = first.data_ptr(), first.clone()
+    view, numpy_view = first[:3], first.numpy()
+    del first
+    # A view of the buffer keeps it from being reused, and so does a NumPy view.
+    second = gradient()
+    assert second.data_ptr() != address
+    assert torch.equal(view, expected[:3])
+    del view
+    third = gradient()
+    assert third.data_ptr() != address
+    np.testing.assert_array_equal(numpy_view, expected.numpy())
+    del numpy_view, second, third
+    # Once nothing refers to it, the next gradient of that shape reuses it.
+    fourth = gradient()
+    assert fourth.data_ptr() == address
+    torch.testing.assert_close(fourth, expected)

@@ -46,6 +46,13 @@ _ONE = np.ones(1)
 _KERNEL_LOCK = threading.RLock()
 
 
+def release_gradient_buffers() -> None:
+    """Drop the gradient buffers kept for reuse by the torch fast path (see
+    :mod:`losskit.kernels._torch`); their memory is freed once no tensor uses it."""
+    if "losskit.kernels._torch" in sys.modules:
+        sys.modules["losskit.kernels._torch"].release_gradient_buffers()
+
+
 def available() -> bool:
     """Whether fused kernels can run here (Numba is installed)."""
     return _NUMBA
