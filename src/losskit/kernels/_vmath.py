@@ -121,19 +121,20 @@ EXP_HIGHEST = 710.0  # and inf above
 
 
 @njit(inline="always", error_model="numpy")
+def _horner(x, coefficients):  # type: ignore[no-untyped-def]
+    """``c[0] + c[1] x + ... + c[n-1] x^(n-1)`` by Horner's rule (n is a
+    compile-time constant, so LLVM unrolls the loop)."""
+    n = len(coefficients)
+    result = coefficients[n - 1]
+    for k in range(n - 2, -1, -1):
+        result = result * x + coefficients[k]
+    return result
+
+
+@njit(inline="always", error_model="numpy")
 def _log_of_mantissa(s):  # type: ignore[no-untyped-def]
     z = s * s
-    c = ATANH_SERIES
-    poly = c[10]
-    poly = poly * z + c[9]
-    poly = poly * z + c[8]
-    poly = poly * z + c[7]
-    poly = poly * z + c[6]
-    poly = poly * z + c[5]
-    poly = poly * z + c[4]
-    poly = poly * z + c[3]
-    poly = poly * z + c[2]
-    poly = poly * z + c[1]
+    poly = _horner(z, ATANH_SERIES[1:])
     return 2.0 * s + 2.0 * s * z * poly
 
 
@@ -163,21 +164,7 @@ def vexp(x):  # type: ignore[no-untyped-def]
     clamped = EXP_LOWEST if x < EXP_LOWEST else (EXP_HIGHEST if x > EXP_HIGHEST else x)
     k = np.floor(clamped * INV_LN2 + 0.5)
     r = (clamped - k * LN2_HIGH) - k * LN2_LOW
-    c = EXP_SERIES
-    poly = c[13]
-    poly = poly * r + c[12]
-    poly = poly * r + c[11]
-    poly = poly * r + c[10]
-    poly = poly * r + c[9]
-    poly = poly * r + c[8]
-    poly = poly * r + c[7]
-    poly = poly * r + c[6]
-    poly = poly * r + c[5]
-    poly = poly * r + c[4]
-    poly = poly * r + c[3]
-    poly = poly * r + c[2]
-    poly = poly * r + c[1]
-    poly = poly * r + c[0]
+    poly = _horner(r, EXP_SERIES)
     # 2^k in two factors, each a normal float64 even where 2^k is not
     whole = int(k)
     half = whole >> 1
@@ -223,8 +210,7 @@ def vlog32(x):  # type: ignore[no-untyped-def]
     f = m - _ONE_32
     s = f / (_TWO_32 + f)
     z = s * s
-    c = ATANH_SERIES_32
-    poly = ((c[4] * z + c[3]) * z + c[2]) * z + c[1]
+    poly = _horner(z, ATANH_SERIES_32[1:])
     exponent = k - (_F(23.0) if subnormal else _ZERO_32)
     two_s = _TWO_32 * s
     result = exponent * _LN2_HIGH_32 + (two_s + (two_s * z * poly + exponent * _LN2_LOW_32))
@@ -239,15 +225,7 @@ def vexp32(x):  # type: ignore[no-untyped-def]
     clamped = EXP_LOWEST_32 if x < EXP_LOWEST_32 else (EXP_HIGHEST_32 if x > EXP_HIGHEST_32 else x)
     k = np.floor(clamped * _INV_LN2_32 + _HALF_32)
     r = (clamped - k * _LN2_HIGH_32) - k * _LN2_LOW_32
-    c = EXP_SERIES_32
-    poly = c[7]
-    poly = poly * r + c[6]
-    poly = poly * r + c[5]
-    poly = poly * r + c[4]
-    poly = poly * r + c[3]
-    poly = poly * r + c[2]
-    poly = poly * r + c[1]
-    poly = poly * r + c[0]
+    poly = _horner(r, EXP_SERIES_32)
     whole = np.int32(k)
     half = whole >> np.int32(1)
     shift, bias = np.int32(23), np.int32(127)  # mantissa bits, exponent bias
