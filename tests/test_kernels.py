@@ -113,9 +113,14 @@ def test_second_backward_through_a_fused_loss_is_a_clear_error() -> None:
         value.backward()
 
 
-def test_hinge_with_non_binary_labels_takes_the_second_pass() -> None:
-    y_true = np.array([[-1.0, 1.0, 0.0, 1.0]] * 4, dtype="float32")
-    y_pred = np.linspace(-2, 2, 16, dtype="float32").reshape(4, 4)
+@pytest.mark.parametrize("where", ["first", "after_the_prefix"])
+def test_hinge_with_non_binary_labels_takes_the_second_pass(where: str) -> None:
+    # A non-binary label among the first 4096 is seen before the gradient
+    # pass; a later one only by the converting pass, which then reruns.
+    rows = 4 if where == "first" else 2048
+    y_true = np.tile(np.array([1.0, 0.0, 0.0, 1.0], dtype="float32"), (rows, 1))
+    y_true[0 if where == "first" else -1, 0] = -1.0
+    y_pred = np.linspace(-2, 2, 4 * rows, dtype="float32").reshape(rows, 4)
     loss = losskit.Hinge()
     prediction = torch.tensor(y_pred, requires_grad=True)
     loss(torch.as_tensor(y_true), prediction).backward()

@@ -289,6 +289,14 @@ def _blocks(plan: Plan, inputs: _Inputs, w_step: int) -> list[tuple[Any, ...]] |
     return parts
 
 
+def _labels_not_all_binary(t: np.ndarray) -> bool:
+    """Whether the first few hinge labels already show a value other than 0
+    and 1 (then Keras does not convert them, and the gradient pass that
+    assumes conversion would be wasted: -1/1 labels show it at once)."""
+    head = t.reshape(-1)[:4096]
+    return bool(np.any((head != 0) & (head != 1)))
+
+
 def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, Any]:
     """The loss's constants (epsilon, delta, ...) in the dtype of the input, as
     the reference and Keras hold them, so float32 kernels compute in float32."""
@@ -340,12 +348,17 @@ def _forward_backward(
         ]
     total = 0.0
     non_binary = 0
-    for t, p, g, rescale in pieces:
-        result = plan.forward_backward(t, p, w, w_step, *_constants(plan, p), scale * rescale, g)
-        if plan.checked_hinge:
-            result, count = result
-            non_binary += count
-        total += float(result) * rescale
+    if plan.checked_hinge and _labels_not_all_binary(inputs.t):
+        non_binary = 1  # known already: skip the converting pass
+    else:
+        for t, p, g, rescale in pieces:
+            result = plan.forward_backward(
+                t, p, w, w_step, *_constants(plan, p), scale * rescale, g
+            )
+            if plan.checked_hinge:
+                result, count = result
+                non_binary += count
+            total += float(result) * rescale
     if non_binary:  # hinge labels are not all 0/1: no conversion, one more pass
         total = 0.0
         for t, p, g, rescale in pieces:
