@@ -19,6 +19,12 @@ from numba import njit, prange
 from losskit.kernels._vmath import exp_as, log1p_as, log_as
 
 FASTMATH = {"reassoc", "contract", "nsz"}  # vectorised sums; NaN and inf stay exact
+# Kernel entry points: threads, Numba's on-disk cache, and NumPy's error model
+# (x / 0 is inf or NaN; Python's raises, and its check in every division keeps
+# LLVM from vectorising the loop).
+entry_point = njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+# Pieces of a kernel's loop body, inlined into it.
+inlined = njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 LOG2 = math.log(2.0)
 
 
@@ -60,19 +66,19 @@ def softplus_and_sigmoid(x, like):  # type: ignore[no-untyped-def]
 # --- elementwise terms: (t, p, a, b) -> (value, d value / d p) ---------------
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def squared_error(t, p, a, b):  # type: ignore[no-untyped-def]
     d = p - t
     return d * d, d + d
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def absolute_error(t, p, a, b):  # type: ignore[no-untyped-def]
     d = p - t
     return abs(d), sign(d)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def absolute_percentage_error(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     scale = max(abs(t), a)
@@ -80,7 +86,7 @@ def absolute_percentage_error(t, p, a, b):  # type: ignore[no-untyped-def]
     return 100.0 * abs(d) / scale, 100.0 * sign(d) / scale
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     p_clamped, dp = clamp_below(p, a)
@@ -89,7 +95,7 @@ def squared_logarithmic_error(t, p, a, b):  # type: ignore[no-untyped-def]
     return d * d, 2.0 * d * dp / (p_clamped + 1.0)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def huber(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = delta
     e = p - t
@@ -99,7 +105,7 @@ def huber(t, p, a, b):  # type: ignore[no-untyped-def]
     return value, (e if abs_e <= a else a * sign(e))
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def log_cosh(t, p, a, b):  # type: ignore[no-untyped-def]
     # e + softplus(-2e) - log 2 = |e| + log1p(z) - log 2, z = exp(-2|e|);
     # the derivative is tanh(e) = sign(e) (1 - z) / (1 + z)
@@ -109,13 +115,13 @@ def log_cosh(t, p, a, b):  # type: ignore[no-untyped-def]
     return abs(e) + log1p_as(z, p) - LOG2, (magnitude if e >= 0 else -magnitude)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def poisson(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon
     return p - t * log_as(p + a, p), 1.0 - t / (p + a)
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon; summed, not averaged, over the last axis
     t_clipped, _ = clip(t, a, 1.0)
@@ -123,7 +129,7 @@ def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
     return t_clipped * log_as(t_clipped / p_clipped, p), -t_clipped / p_clipped * dp
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon, b = label smoothing
     t = t * (1.0 - b) + 0.5 * b
@@ -132,7 +138,7 @@ def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     return value, -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def binary_crossentropy_from_logits(t, p, a, b):  # type: ignore[no-untyped-def]
     # b = label smoothing
     # t softplus(-p) + (1 - t) softplus(p) = softplus(p) - t p
@@ -141,7 +147,7 @@ def binary_crossentropy_from_logits(t, p, a, b):  # type: ignore[no-untyped-def]
     return softplus - t * p, sigmoid - t
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = 1: convert 0/1 labels to -1/1; b = 1: squared hinge
     s = 2.0 * t - 1.0 if a else t
@@ -158,7 +164,7 @@ def hinge(t, p, a, b):  # type: ignore[no-untyped-def]
 # --- generic bodies --------------------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyped-def]
     """sum_i w_i * (sum_j term(t_ij, p_ij) / divisor)"""
     total = 0.0
@@ -171,7 +177,7 @@ def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyp
     return total
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  # type: ignore[no-untyped-def]
     """:func:`forward_body`, writing ``grad = scale * d total / d p``."""
     total = 0.0
@@ -187,7 +193,7 @@ def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  #
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     """Hinge totals with and without label conversion, and the count of
     non-binary labels, in one pass (so the choice needs no extra read)."""
@@ -212,7 +218,7 @@ def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     return converted, raw, non_binary
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     """Forward+backward of the hinge with 0/1 labels converted, also returning
     the count of non-binary labels: if it is not 0, the caller reruns the
@@ -241,120 +247,120 @@ def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
 # number of features for averaged terms and 1 for summed ones (KL).
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def squared_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, squared_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def squared_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, squared_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def absolute_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, absolute_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def absolute_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, absolute_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def absolute_percentage_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, absolute_percentage_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def absolute_percentage_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, absolute_percentage_error, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def squared_logarithmic_error_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, squared_logarithmic_error, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def squared_logarithmic_error_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, squared_logarithmic_error, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def huber_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, huber, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def huber_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, huber, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def log_cosh_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, log_cosh, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def log_cosh_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, log_cosh, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def poisson_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, poisson, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def poisson_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, poisson, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def kl_divergence_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, kl_divergence, 1.0)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def kl_divergence_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, kl_divergence, 1.0)
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def binary_crossentropy_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, binary_crossentropy, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def binary_crossentropy_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, binary_crossentropy, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def binary_crossentropy_from_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, binary_crossentropy_from_logits, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def binary_crossentropy_from_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(
         t, p, w, w_step, a, b, scale, grad, binary_crossentropy_from_logits, p.shape[1]
     )
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return forward_body(t, p, w, w_step, a, b, hinge, p.shape[1])
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, hinge, p.shape[1])
 

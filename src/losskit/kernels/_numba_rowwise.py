@@ -16,13 +16,13 @@ import math
 
 from numba import njit, prange
 
-from losskit.kernels._numba_elementwise import FASTMATH, clip
+from losskit.kernels._numba_elementwise import clip, entry_point, inlined
 from losskit.kernels._vmath import cast_as, exp_as, log_as
 
 # --- cosine similarity: a = epsilon -------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     dot = 0.0
     true_norm2 = 0.0
@@ -37,7 +37,7 @@ def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     return dot, inv_true, inv_pred, pred_norm2 > floor
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _cosine_scalar(x, y, a):  # type: ignore[no-untyped-def]
     """:func:`_cosine_row` of a one-feature row: no inner loop, so the loop
     over rows vectorises (one-output regression columns are (N, 1))."""
@@ -48,7 +48,7 @@ def _cosine_scalar(x, y, a):  # type: ignore[no-untyped-def]
     return x * y, inv_true, inv_pred, pred_norm2 > floor
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def _cosine_forward_one_feature(t, p, w, w_step, a):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -57,7 +57,7 @@ def _cosine_forward_one_feature(t, p, w, w_step, a):  # type: ignore[no-untyped-
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     if p.shape[1] == 1:
         return _cosine_forward_one_feature(t, p, w, w_step, a)
@@ -68,7 +68,7 @@ def cosine_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def _cosine_forward_backward_one_feature(t, p, w, w_step, a, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -81,7 +81,7 @@ def _cosine_forward_backward_one_feature(t, p, w, w_step, a, scale, grad):  # ty
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     if p.shape[1] == 1:
         return _cosine_forward_backward_one_feature(t, p, w, w_step, a, scale, grad)
@@ -101,7 +101,7 @@ def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
 # --- categorical hinge --------------------------------------------------------
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
     positive = 0.0
     negative = -math.inf
@@ -111,7 +111,7 @@ def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
     return negative - positive + 1.0, negative
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -120,7 +120,7 @@ def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     # Ties split the gradient as JAX and torch do: the outer maximum(margin, 0)
     # halves it, and the row maximum shares it evenly among its maximisers.
@@ -143,7 +143,7 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
 # --- categorical crossentropy: a = epsilon, b = label smoothing ---------------
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
     largest = -math.inf
     for j in range(p.shape[1]):
@@ -154,7 +154,7 @@ def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
     return largest + log_as(total, p[i, 0])
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
     """Write ``softmax(p[i])`` into ``out[i]`` (one exp per element) and return
     ``logsumexp(p[i])``."""
@@ -172,7 +172,7 @@ def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
     return largest + log_as(total, p[i, 0])
 
 
-@njit(inline="always", fastmath=FASTMATH, error_model="numpy")
+@inlined
 def _row_sum(p, i):  # type: ignore[no-untyped-def]
     total = 0.0
     for j in range(p.shape[1]):
@@ -180,7 +180,7 @@ def _row_sum(p, i):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -194,7 +194,7 @@ def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -218,7 +218,7 @@ def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: i
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -231,7 +231,7 @@ def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untype
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
     total = 0.0
@@ -261,7 +261,7 @@ def _label(t, i, classes):  # type: ignore[no-untyped-def]
     return label, 0 <= label < classes
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -272,7 +272,7 @@ def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -293,7 +293,7 @@ def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -303,7 +303,7 @@ def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     return total
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
@@ -325,7 +325,7 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
 # --- Dice and Tversky over all axes: the three sums they need -----------------
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def overlap_sums(t, p):  # type: ignore[no-untyped-def]
     """``(sum(t * p), sum(t), sum(p))`` in one pass."""
     intersection = 0.0
@@ -345,7 +345,7 @@ def overlap_sums(t, p):  # type: ignore[no-untyped-def]
     return intersection, true_sum, pred_sum
 
 
-@njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="numpy")
+@entry_point
 def affine_in_true(t, slope, offset, grad):  # type: ignore[no-untyped-def]
     """``grad = slope * t + offset``: the gradient of Dice and Tversky."""
     for i in prange(t.shape[0]):
