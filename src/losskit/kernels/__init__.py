@@ -22,6 +22,7 @@ turns fast paths off.
 from __future__ import annotations
 
 import importlib.util
+import math
 import numbers
 import sys
 import threading
@@ -134,20 +135,46 @@ def _compiling() -> bool:
     return torch is not None and bool(torch.compiler.is_compiling())
 
 
-def _torch_cpu(x: Any) -> bool:
+# Tensor dtypes whose memory NumPy reads as is (no bfloat16, no complex).
+_TORCH_HOST_DTYPES = (
+    "float16",
+    "float32",
+    "float64",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "uint8",
+    "bool",
+)
+
+
+def _plain_cpu_tensor(x: Any) -> bool:
+    """Whether ``x`` is a torch tensor whose memory NumPy can view as it is:
+    a dense CPU tensor (not meta, fake or another subclass) of a NumPy dtype,
+    without a lazy conjugate or negation bit, and not wrapped by a
+    ``torch.func`` transform or carrying a forward-mode tangent."""
     torch = sys.modules.get("torch")
-    if torch is None or not isinstance(x, torch.Tensor):
+    if torch is None or type(x) not in (torch.Tensor, torch.nn.Parameter):
         return False
     if x.device.type != "cpu" or x.layout != torch.strided:
         return False
-    return not x.is_complex()
+    if str(x.dtype)[6:] not in _TORCH_HOST_DTYPES or x.is_conj() or x.is_neg():
+        return False
+    if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        return False
+    return int(torch.autograd.forward_ad._current_level) < 0
 
 
 def _host_array(x: Any, allow_grad: bool = False) -> np.ndarray | None:
-    """A NumPy view of ``x`` (no copy), or None if it is not NumPy or a CPU tensor."""
-    if type(x) is np.ndarray:
-        return x
-    if _torch_cpu(x) and (allow_grad or not x.requires_grad):
+    """A NumPy view of ``x`` (no copy), or None unless ``x`` is a NumPy array
+    (or memmap) in native byte order or a plain CPU tensor (see
+    :func:`_plain_cpu_tensor`): everything else takes the reference path."""
+    if type(x) is np.ndarray or type(x) is np.memmap:
+        if x.dtype.kind not in "biuf" or not x.dtype.isnative:
+            return None
+        return x if type(x) is np.ndarray else x.view(np.ndarray)
+    if _plain_cpu_tensor(x) and (allow_grad or not x.requires_grad):
         return x.detach().numpy()
     return None
 
@@ -173,7 +200,7 @@ def _weights(sample_weight: Any, loss_shape: tuple[int, ...], dtype: Any) -> tup
     if tuple(weights.shape) != loss_shape:
         return None
     flat = np.ascontiguousarray(weights.astype(dtype).reshape(-1), dtype=np.float64)
-    return flat, 1, float(flat.sum())
+    return flat, 1, float(flat.sum())  # an inf or NaN weight makes the total NaN
 
 
 @dataclass
@@ -224,7 +251,7 @@ def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
         return None
     if loss.reduction in (None, "none"):
         return None
-    is_torch = _torch_cpu(y_pred)
+    is_torch = _plain_cpu_tensor(y_pred)
     p = _host_array(y_pred, allow_grad=True)
     if p is None or p.dtype.name != loss.dtype or p.dtype.name not in ("float32", "float64"):
         return None
@@ -237,20 +264,35 @@ def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
     if plan.overlap is not None:
         if sample_weight is not None:
             return None
-        return _overlap_call(loss, plan, inputs, y_pred, is_torch)
+        return _overlap_call(loss, plan, inputs, y_true, y_pred, is_torch)
     weights = _weights(sample_weight, tuple(p.shape[:-1]), p.dtype)
     if weights is None:
         return None
     scale = _reduction_scale(loss.reduction, inputs.rows, weights[2])
     if is_torch and y_pred.requires_grad and _grad_enabled():
-        from losskit.kernels._torch import fused_value_and_gradient
+        from losskit.kernels import _torch
 
-        def run(grad: np.ndarray) -> float:
-            return _forward_backward(plan, inputs, weights, scale, grad.reshape(inputs.p.shape))
+        gradient = _torch.new_gradient_buffer(tuple(y_pred.shape), y_pred.dtype)
+        grad = gradient.numpy().reshape(inputs.p.shape)
+        total = _forward_backward(plan, inputs, weights, scale, grad)
+        if not math.isfinite(total):
+            return None  # inf or NaN somewhere: the reference decides the pattern
+        reference = _reference_of(loss, y_true, sample_weight)
+        return _torch.with_gradient(y_pred, _scaled(total, scale), gradient, reference)
+    total = _forward(plan, inputs, weights)
+    if not math.isfinite(total):
+        return None
+    return _result(_scaled(total, scale), y_pred, is_torch)
 
-        return fused_value_and_gradient(y_pred, run)
-    total = _forward(plan, inputs, weights) * scale
-    return _result(total, y_pred, is_torch)
+
+def _reference_of(loss: Any, y_true: Any, sample_weight: Any) -> Callable[[Any], Any]:
+    """The loss of ``y_pred`` through the reference path, for double backward."""
+
+    def reference(y_pred: Any) -> Any:
+        with _config.prefer_backend("reference"):
+            return loss(y_true, y_pred, sample_weight)
+
+    return reference
 
 
 def _grad_enabled() -> bool:
@@ -258,13 +300,20 @@ def _grad_enabled() -> bool:
 
 
 def _reduction_scale(reduction: str, rows: int, weight_sum: float | None) -> float:
-    """What the weighted sum of losses is multiplied by (divide-no-nan)."""
+    """What the weighted sum of losses is multiplied by; 0 for a zero divisor
+    (divide-no-nan, see :func:`_scaled`)."""
     if reduction == "sum":
         return 1.0
     divisor = (
         float(rows) if reduction != "mean_with_sample_weight" or weight_sum is None else weight_sum
     )
     return 0.0 if divisor == 0 else 1.0 / divisor
+
+
+def _scaled(total: float, scale: float) -> float:
+    """The reduced loss: a zero divisor gives 0 even where the sum is NaN or
+    inf (the reference's divide-no-nan selects 0, it does not multiply)."""
+    return total * scale if scale != 0.0 else 0.0
 
 
 BLOCK = 1 << 12
@@ -367,7 +416,7 @@ def _forward_backward(
                 t, p, w, w_step, p.dtype.type(0), b, scale * rescale, g
             )
             total += float(result) * rescale
-    return total * scale
+    return total
 
 
 def _result(value: float, like: Any, is_torch: bool) -> Any:
@@ -377,28 +426,34 @@ def _result(value: float, like: Any, is_torch: bool) -> Any:
     return np.asarray(value, dtype=like.dtype)
 
 
-def _overlap_call(loss: Any, plan: Plan, inputs: _Inputs, y_pred: Any, is_torch: bool) -> Any:
-    intersection, true_sum, pred_sum = plan.forward(inputs.t, inputs.p)
+def _overlap_call(
+    loss: Any, plan: Plan, inputs: _Inputs, y_true: Any, y_pred: Any, is_torch: bool
+) -> Any:
+    # NumPy scalars: overflow gives inf (as in the reference), not OverflowError.
+    intersection, true_sum, pred_sum = map(np.float64, plan.forward(inputs.t, inputs.p))
     eps = _config.epsilon()
     if plan.overlap == "dice":
         denominator = true_sum + pred_sum + eps
         value = 1.0 - 2.0 * intersection / denominator
         slope = -2.0 / denominator
-        offset = 2.0 * intersection / denominator**2
+        offset = 2.0 * intersection / denominator / denominator
     else:
         alpha, beta = float(loss._fn_kwargs["alpha"]), float(loss._fn_kwargs["beta"])
         false_positive = pred_sum - intersection
         false_negative = true_sum - intersection
         denominator = intersection + alpha * false_positive + beta * false_negative + eps
         value = 1.0 - intersection / denominator
-        slope = -1.0 / denominator + intersection * (1.0 - alpha - beta) / denominator**2
-        offset = intersection * alpha / denominator**2
+        slope = -1.0 / denominator + intersection * (1.0 - alpha - beta) / denominator / denominator
+        offset = intersection * alpha / denominator / denominator
+    if not all(map(math.isfinite, (value, slope, offset))):
+        return None  # inf or NaN inputs, or sums beyond float64: the reference decides
     if is_torch and y_pred.requires_grad and _grad_enabled():
-        from losskit.kernels._torch import fused_value_and_deferred_gradient
+        from losskit.kernels import _torch
 
         def gradient(grad: np.ndarray) -> None:
             with _KERNEL_LOCK:
                 plan.forward_backward(inputs.t, slope, offset, grad.reshape(inputs.p.shape))
 
-        return fused_value_and_deferred_gradient(y_pred, value, gradient)
+        reference = _reference_of(loss, y_true, None)
+        return _torch.with_deferred_gradient(y_pred, value, gradient, reference)
     return _result(value, y_pred, is_torch)

@@ -16,7 +16,7 @@ import math
 
 from numba import njit, prange
 
-from losskit.kernels._vmath import exp_as, log1p_as, log_as
+from losskit.kernels._vmath import cast_as, exp_as, log1p_as, log_as
 
 FASTMATH = {"reassoc", "contract", "nsz"}  # vectorised sums; NaN and inf stay exact
 # Kernel entry points: threads, Numba's on-disk cache, and NumPy's error model
@@ -26,6 +26,16 @@ entry_point = njit(parallel=True, fastmath=FASTMATH, cache=True, error_model="nu
 # Pieces of a kernel's loop body, inlined into it.
 inlined = njit(inline="always", fastmath=FASTMATH, error_model="numpy")
 LOG2 = math.log(2.0)
+
+
+@njit(inline="always", error_model="numpy")
+def finite_guard(x):  # type: ignore[no-untyped-def]
+    """0 for finite ``x``, NaN for inf or NaN.  Kernels add it to their sums
+    for every input (and derivative) they read, so a total that is not finite
+    tells the dispatcher to hand the call to the reference, which defines the
+    inf/NaN pattern (without ``nnan``/``ninf`` fast-math flags LLVM may not
+    fold ``0 * x`` away)."""
+    return 0.0 * x
 
 
 @njit(inline="always", error_model="numpy")
@@ -133,7 +143,8 @@ def kl_divergence(t, p, a, b):  # type: ignore[no-untyped-def]
 def binary_crossentropy(t, p, a, b):  # type: ignore[no-untyped-def]
     # a = epsilon, b = label smoothing
     t = t * (1.0 - b) + 0.5 * b
-    p_clipped, dp = clip(p, a, 1.0 - a)
+    # 1 - epsilon in the input's precision (in float32 it rounds to 1 - 2**-23)
+    p_clipped, dp = clip(p, a, cast_as(1.0 - a, p))
     value = -(t * log_as(p_clipped, p) + (1.0 - t) * log_as(1.0 - p_clipped, p))
     return value, -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
 
@@ -171,8 +182,9 @@ def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyp
     for i in prange(p.shape[0]):
         row = 0.0
         for j in range(p.shape[1]):
-            value, _ = term(t[i, j], p[i, j], a, b)
-            row += value
+            x, y = t[i, j], p[i, j]
+            value, _ = term(x, y, a, b)
+            row += value + finite_guard(x + y)
         total += w[i * w_step] * (row / divisor)
     return total
 
@@ -186,8 +198,9 @@ def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  #
         factor = scale * weight / divisor
         row = 0.0
         for j in range(p.shape[1]):
-            value, derivative = term(t[i, j], p[i, j], a, b)
-            row += value
+            x, y = t[i, j], p[i, j]
+            value, derivative = term(x, y, a, b)
+            row += value + finite_guard(x + y + derivative)
             grad[i, j] = factor * derivative
         total += weight * (row / divisor)
     return total
@@ -206,11 +219,12 @@ def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
         row_raw = 0.0
         row_non_binary = 0
         for j in range(p.shape[1]):
-            x = t[i, j]
-            value, _ = hinge(x, p[i, j], 1, b)
-            row_converted += value
-            value, _ = hinge(x, p[i, j], 0, b)
-            row_raw += value
+            x, y = t[i, j], p[i, j]
+            guard = finite_guard(x + y)
+            value, _ = hinge(x, y, 1, b)
+            row_converted += value + guard
+            value, _ = hinge(x, y, 0, b)
+            row_raw += value + guard
             row_non_binary += 0 if (x == 0 or x == 1) else 1
         converted += w[i * w_step] * (row_converted / divisor)
         raw += w[i * w_step] * (row_raw / divisor)
@@ -232,9 +246,9 @@ def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
         row = 0.0
         row_non_binary = 0
         for j in range(p.shape[1]):
-            x = t[i, j]
-            value, derivative = hinge(x, p[i, j], 1, b)
-            row += value
+            x, y = t[i, j], p[i, j]
+            value, derivative = hinge(x, y, 1, b)
+            row += value + finite_guard(x + y + derivative)
             grad[i, j] = factor * derivative
             row_non_binary += 0 if (x == 0 or x == 1) else 1
         total += weight * (row / divisor)

@@ -16,7 +16,7 @@ import math
 
 from numba import njit, prange
 
-from losskit.kernels._numba_elementwise import clip, entry_point, inlined
+from losskit.kernels._numba_elementwise import clip, entry_point, finite_guard, inlined
 from losskit.kernels._vmath import cast_as, exp_as, log_as
 
 # --- cosine similarity: a = epsilon -------------------------------------------
@@ -34,7 +34,10 @@ def _cosine_row(t, p, i, a):  # type: ignore[no-untyped-def]
     floor = a * a
     inv_true = 1.0 / math.sqrt(max(true_norm2, floor))
     inv_pred = 1.0 / math.sqrt(max(pred_norm2, floor))
-    return dot, inv_true, inv_pred, pred_norm2 > floor
+    # inf or NaN inputs, or norms that overflow the input's precision (as the
+    # reference's do): hand the call to the reference
+    guard = finite_guard(cast_as(dot + true_norm2 + pred_norm2, p[i, 0]))
+    return dot + guard, inv_true, inv_pred, pred_norm2 > floor
 
 
 @inlined
@@ -45,7 +48,8 @@ def _cosine_scalar(x, y, a):  # type: ignore[no-untyped-def]
     inv_true = 1.0 / math.sqrt(max(x * x, floor))
     pred_norm2 = y * y
     inv_pred = 1.0 / math.sqrt(max(pred_norm2, floor))
-    return x * y, inv_true, inv_pred, pred_norm2 > floor
+    guard = finite_guard(cast_as(x * y + x * x + pred_norm2, y))
+    return x * y + guard, inv_true, inv_pred, pred_norm2 > floor
 
 
 @entry_point
@@ -105,18 +109,20 @@ def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
 def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
     positive = 0.0
     negative = -math.inf
+    check = 0.0
     for j in range(p.shape[1]):
         positive += t[i, j] * p[i, j]
         negative = max(negative, (1.0 - t[i, j]) * p[i, j])
-    return negative - positive + 1.0, negative
+        check += t[i, j] + p[i, j]
+    return negative - positive + 1.0, negative, finite_guard(check)
 
 
 @entry_point
 def categorical_hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
-        margin, _ = _categorical_hinge_row(t, p, i)
-        total += w[i * w_step] * max(margin, 0.0)
+        margin, _, guard = _categorical_hinge_row(t, p, i)
+        total += w[i * w_step] * max(margin, 0.0) + guard
     return total
 
 
@@ -126,9 +132,9 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
     # halves it, and the row maximum shares it evenly among its maximisers.
     total = 0.0
     for i in prange(p.shape[0]):
-        margin, negative = _categorical_hinge_row(t, p, i)
+        margin, negative, guard = _categorical_hinge_row(t, p, i)
         weight = w[i * w_step]
-        total += weight * max(margin, 0.0)
+        total += weight * max(margin, 0.0) + guard
         factor = scale * weight if margin > 0 else (0.5 * scale * weight if margin == 0 else 0.0)
         maximisers = 0
         for j in range(p.shape[1]):
@@ -137,6 +143,7 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
         for j in range(p.shape[1]):
             at_max = (1.0 - t[i, j]) * p[i, j] == negative
             grad[i, j] = -factor * t[i, j] + (share * (1.0 - t[i, j]) if at_max else 0.0)
+            total += finite_guard(grad[i, j])
     return total
 
 
@@ -173,6 +180,16 @@ def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
 
 
 @inlined
+def _row_guard(t, p, i):  # type: ignore[no-untyped-def]
+    """0, or NaN if row ``i`` of ``t`` or ``p`` holds inf or NaN (see
+    :func:`finite_guard`); the row is in L1 cache when this reads it."""
+    check = 0.0
+    for j in range(p.shape[1]):
+        check += t[i, j] + p[i, j]
+    return finite_guard(check)
+
+
+@inlined
 def _row_sum(p, i):  # type: ignore[no-untyped-def]
     total = 0.0
     for j in range(p.shape[1]):
@@ -183,20 +200,22 @@ def _row_sum(p, i):  # type: ignore[no-untyped-def]
 @entry_point
 def categorical_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
+    high = cast_as(1.0 - a, a)  # the clip's bound in the input's precision
     total = 0.0
     for i in prange(p.shape[0]):
         norm = cast_as(_row_sum(p, i), p[i, 0])  # divide in the input's precision
         row = 0.0
         for j in range(classes):
-            q, _ = clip(p[i, j] / norm, a, 1.0 - a)
+            q, _ = clip(p[i, j] / norm, a, high)
             row -= (t[i, j] * (1.0 - b) + b / classes) * log_as(q, p[i, 0])
-        total += w[i * w_step] * row
+        total += w[i * w_step] * (row + _row_guard(t, p, i))
     return total
 
 
 @entry_point
 def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
+    high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
@@ -205,16 +224,17 @@ def categorical_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: i
         projection = 0.0  # sum_j g_j q_j with g_j = d loss / d q_j
         for j in range(classes):
             q_raw = p[i, j] / norm
-            q, inside = clip(q_raw, a, 1.0 - a)
+            q, inside = clip(q_raw, a, high)
             target = t[i, j] * (1.0 - b) + b / classes
             row -= target * log_as(q, p[i, 0])
             g = -target / q * inside
             grad[i, j] = g
             projection += g * q_raw
-        total += weight * row
+        total += weight * (row + _row_guard(t, p, i))
         factor = scale * weight / norm
         for j in range(classes):
             grad[i, j] = factor * (grad[i, j] - projection)
+            total += finite_guard(grad[i, j])
     return total
 
 
@@ -227,7 +247,7 @@ def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untype
         row = 0.0
         for j in range(classes):
             row -= (t[i, j] * (1.0 - b) + b / classes) * (p[i, j] - lse)
-        total += w[i * w_step] * row
+        total += w[i * w_step] * (row + _row_guard(t, p, i))
     return total
 
 
@@ -244,15 +264,25 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
             target = t[i, j] * (1.0 - b) + b / classes
             row -= target * (p[i, j] - lse)
             target_sum += target
-        total += weight * row
+        total += weight * (row + _row_guard(t, p, i))
         factor = scale * weight
         for j in range(classes):
             target = t[i, j] * (1.0 - b) + b / classes
             grad[i, j] = factor * (target_sum * grad[i, j] - target)
+            total += finite_guard(grad[i, j])
     return total
 
 
 # --- sparse categorical crossentropy: labels t of shape (rows,) --------------
+
+
+@inlined
+def _label_row_guard(t, p, i):  # type: ignore[no-untyped-def]
+    """:func:`_row_guard` for a row of scores and its one label."""
+    check = t[i]
+    for j in range(p.shape[1]):
+        check += p[i, j]
+    return finite_guard(check)
 
 
 @njit(inline="always", error_model="numpy")
@@ -266,9 +296,10 @@ def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
+        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
         if valid:
-            q, _ = clip(p[i, label] / _row_sum(p, i), a, 1.0 - a)
-            total -= w[i * w_step] * log_as(q, p[i, 0])
+            q, _ = clip(p[i, label] / _row_sum(p, i), a, cast_as(1.0 - a, a))
+            total += -w[i * w_step] * log_as(q, p[i, 0])
     return total
 
 
@@ -277,19 +308,21 @@ def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
+        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
         for j in range(p.shape[1]):
             grad[i, j] = 0.0
         if valid:
             weight = w[i * w_step]
             norm = _row_sum(p, i)
             q_raw = p[i, label] / norm
-            q, inside = clip(q_raw, a, 1.0 - a)
-            total -= weight * log_as(q, p[i, 0])
+            q, inside = clip(q_raw, a, cast_as(1.0 - a, a))
+            total += -weight * log_as(q, p[i, 0])
             g = -inside / q  # d loss / d q_label
             factor = scale * weight / norm
             for j in range(p.shape[1]):
                 grad[i, j] = -factor * g * q_raw
             grad[i, label] += factor * g
+            total += finite_guard(grad[i, label] + grad[i, 0])
     return total
 
 
@@ -298,6 +331,7 @@ def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
+        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
         if valid:
             total += w[i * w_step] * (_log_sum_exp(p, i) - p[i, label])
     return total
@@ -308,6 +342,7 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
+        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
         if not valid:
             for j in range(p.shape[1]):
                 grad[i, j] = 0.0

@@ -2,24 +2,32 @@
 
 The gradient buffer is handed to autograd without a copy when the upstream
 gradient is exactly 1 (``loss.backward()``), and scaled in place otherwise;
-either way backward allocates nothing and makes at most one pass.
+either way backward allocates nothing and makes at most one pass.  Under
+``create_graph=True`` (double backward) the precomputed gradient is not
+differentiable, so backward recomputes it through the reference
+implementation under autograd instead.
 
 Gradient buffers are recycled, as PyTorch's CUDA caching allocator recycles
-device memory: a buffer that nothing references any more (its tensor, views of
-it and NumPy views of it are all gone, as after ``optimizer.zero_grad()``)
-is written again by the next call of the same shape and dtype instead of new
+device memory: a buffer that nothing uses any more (its tensor, views of it
+and NumPy views of it are all gone, as after ``optimizer.zero_grad()``) is
+written again by the next call of the same shape and dtype instead of new
 memory being faulted in, which costs more than the kernel itself (64 MiB of
-fresh pages: about 5 ms, the fused MSE pass: about 4 ms).  At most
+fresh pages: about 5 ms, the fused MSE pass: about 4 ms).  Each hand-out is a
+fresh NumPy view of the pooled buffer; the tensor made from it (and every view
+or NumPy view of that tensor, through its storage) keeps the view alive, so
+the buffer is free exactly when a weak reference to the view is dead.  That is
+documented weak-reference semantics, not a reference count.  At most
 ``RECYCLED_PER_SHAPE`` buffers are kept for each of the last
 ``RECYCLED_SHAPES`` shapes; :func:`release_gradient_buffers` drops them.
 """
 
 from __future__ import annotations
 
-import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -27,11 +35,22 @@ import torch
 
 RECYCLED_PER_SHAPE = 2
 RECYCLED_SHAPES = 4
-_recycled: OrderedDict[tuple[Any, ...], list[np.ndarray]] = OrderedDict()
+
+
+@dataclass
+class _Slot:
+    """A pooled buffer and a weak reference to the view last handed out."""
+
+    buffer: np.ndarray
+    lease: weakref.ref[np.ndarray] | None = None
+
+    def free(self) -> bool:
+        return self.lease is None or self.lease() is None
+
+
+_recycled: OrderedDict[tuple[Any, ...], list[_Slot]] = OrderedDict()
 _recycled_lock = threading.Lock()
-# References to a pooled array that nothing else holds: the pool's list, the
-# loop variable and getrefcount's own argument.
-_UNREFERENCED = 3
+_NUMPY_DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 
 def release_gradient_buffers() -> None:
@@ -41,27 +60,30 @@ def release_gradient_buffers() -> None:
         _recycled.clear()
 
 
-def _new_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+def _lend(slot: _Slot) -> torch.Tensor:
+    view = slot.buffer.view()
+    slot.lease = weakref.ref(view)
+    return torch.from_numpy(view)
+
+
+def new_gradient_buffer(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """An uninitialised tensor of ``shape`` and ``dtype``: a recycled buffer that
-    nothing references any more, or one newly allocated by NumPy (NumPy asks the
+    nothing uses any more, or one newly allocated by NumPy (NumPy asks the
     kernel for transparent huge pages on large buffers, which makes the first
     write of a 64 MiB gradient about 4x cheaper than torch's allocator)."""
-    numpy_dtype = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
-    key = (shape, numpy_dtype)
+    key = (shape, dtype)
     with _recycled_lock:
         pool = _recycled.setdefault(key, [])
         _recycled.move_to_end(key)
-        for array in pool:
-            # torch.from_numpy tensors (and their views, and NumPy views of
-            # those) hold a reference to the array while any of them lives.
-            if sys.getrefcount(array) <= _UNREFERENCED:
-                return torch.from_numpy(array)
-        array = np.empty(shape, dtype=numpy_dtype)
+        for slot in pool:
+            if slot.free():
+                return _lend(slot)
+        slot = _Slot(np.empty(shape, dtype=_NUMPY_DTYPES[dtype]))
         if len(pool) < RECYCLED_PER_SHAPE:
-            pool.append(array)
+            pool.append(slot)
         while len(_recycled) > RECYCLED_SHAPES:
             _recycled.popitem(last=False)
-        return torch.from_numpy(array)
+        return _lend(slot)
 
 
 class _PrecomputedGradient(torch.autograd.Function):
@@ -72,15 +94,21 @@ class _PrecomputedGradient(torch.autograd.Function):
         value: float,
         gradient: torch.Tensor | None,
         deferred: Callable[[np.ndarray], None] | None,
+        reference: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
+        ctx.save_for_backward(y_pred)
         ctx.gradient = gradient
         ctx.deferred = deferred
-        ctx.like = (tuple(y_pred.shape), y_pred.dtype)
+        ctx.reference = reference
         return torch.tensor(value, dtype=y_pred.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_output: torch.Tensor) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: a differentiable gradient
+            (y_pred,) = ctx.saved_tensors
+            value = ctx.reference(y_pred)
+            (gradient,) = torch.autograd.grad(value, y_pred, grad_output, create_graph=True)
+            return gradient, None, None, None, None
         gradient = ctx.gradient
         if gradient is None:
             if ctx.deferred is None:
@@ -88,29 +116,35 @@ class _PrecomputedGradient(torch.autograd.Function):
                     "losskit's fused loss was differentiated twice; run it under "
                     "losskit.prefer_backend('reference') to keep the graph."
                 )
-            gradient = _new_buffer(*ctx.like)
+            (y_pred,) = ctx.saved_tensors
+            gradient = new_gradient_buffer(tuple(y_pred.shape), y_pred.dtype)
             ctx.deferred(gradient.numpy())
         # Drop our reference so autograd may adopt the buffer instead of copying it.
         ctx.gradient = None
         ctx.deferred = None
         if not bool(grad_output == 1):
             gradient.mul_(grad_output)
-        return gradient, None, None, None
+        return gradient, None, None, None, None
 
 
-def fused_value_and_gradient(
-    y_pred: torch.Tensor, run: Callable[[np.ndarray], float]
+def with_gradient(
+    y_pred: torch.Tensor,
+    value: float,
+    gradient: torch.Tensor,
+    reference: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
-    """``run(grad)`` fills ``grad`` (a NumPy view of a new tensor) with d loss /
-    d y_pred and returns the loss; the result backpropagates that gradient."""
-    gradient = _new_buffer(tuple(y_pred.shape), y_pred.dtype)
-    value = run(gradient.numpy())
-    return _PrecomputedGradient.apply(y_pred, value, gradient, None)
+    """The loss ``value`` whose gradient with respect to ``y_pred`` is the
+    precomputed ``gradient``; ``reference(y_pred)`` recomputes the loss
+    differentiably for double backward."""
+    return _PrecomputedGradient.apply(y_pred, value, gradient, None, reference)
 
 
-def fused_value_and_deferred_gradient(
-    y_pred: torch.Tensor, value: float, gradient: Callable[[np.ndarray], None]
+def with_deferred_gradient(
+    y_pred: torch.Tensor,
+    value: float,
+    gradient: Callable[[np.ndarray], None],
+    reference: Callable[[torch.Tensor], torch.Tensor],
 ) -> torch.Tensor:
     """A loss ``value`` whose gradient ``gradient(grad)`` writes in backward
     (for Dice and Tversky, whose gradient needs the forward pass's sums)."""
-    return _PrecomputedGradient.apply(y_pred, value, None, gradient)
+    return _PrecomputedGradient.apply(y_pred, value, None, gradient, reference)
