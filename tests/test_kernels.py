@@ -319,3 +319,42 @@ def test_gradient_buffers_are_recycled_only_once_unreferenced() -> None:
     fourth = gradient()
     assert fourth.data_ptr() == address
     torch.testing.assert_close(fourth, expected)
+
+
+def test_prefer_backend_is_local_to_each_thread() -> None:
+    import threading
+
+    inside, release = threading.Barrier(2), threading.Event()
+    seen: dict[str, str] = {}
+
+    def use(preference: str) -> None:
+        with losskit.prefer_backend(preference):
+            inside.wait()  # both blocks are open at once
+            seen[preference] = losskit.backend_preference()
+            release.wait(5)
+
+    threads = [threading.Thread(target=use, args=(p,)) for p in ("reference", "fast")]
+    for thread in threads:
+        thread.start()
+    release.set()
+    for thread in threads:
+        thread.join()
+    assert seen == {"reference": "reference", "fast": "fast"}
+    assert losskit.backend_preference() == "fast"
+
+
+@pytest.mark.parametrize("value", ["Reference", "slow", "fast "])
+def test_invalid_losskit_backend_variable_is_an_error(value: str) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-c", "import losskit"],
+        env={**__import__("os").environ, "LOSSKIT_BACKEND": value},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "LOSSKIT_BACKEND" in result.stderr
+    assert "('fast', 'reference')" in result.stderr

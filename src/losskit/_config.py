@@ -9,9 +9,11 @@ is read every time a loss is computed.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import math
 import os
 from collections.abc import Iterator
+from typing import Any
 
 FLOAT_TYPES = ("bfloat16", "float16", "float32", "float64")
 
@@ -82,24 +84,53 @@ def set_epsilon(value: float) -> None:
 
 
 BACKEND_PREFERENCES = ("fast", "reference")
-_backend_preference = "reference" if os.environ.get("LOSSKIT_BACKEND") == "reference" else "fast"
+
+
+def _preference_from_environment() -> str:
+    value = os.environ.get("LOSSKIT_BACKEND") or "fast"  # empty counts as unset
+    if value not in BACKEND_PREFERENCES:
+        raise ValueError(
+            f"Invalid value of the environment variable LOSSKIT_BACKEND: {value!r}. "
+            f"Expected one of {BACKEND_PREFERENCES} (or leave it unset for 'fast')."
+        )
+    return value
+
+
+_backend_preference = _preference_from_environment()
+# prefer_backend's overrides: context-local, so threads and asyncio tasks each
+# see their own, and one never restores over another's.
+_preference_override: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "losskit_backend_preference", default=None
+)
 
 
 def backend_preference() -> str:
     """``"fast"`` (default: fused kernels where the input allows) or
     ``"reference"`` (always the array-API reference implementation).
 
-    The environment variable ``LOSSKIT_BACKEND=reference`` sets it at import.
+    The environment variable ``LOSSKIT_BACKEND`` (``fast`` or ``reference``)
+    sets it at import; any other value is a ValueError.  Inside
+    :func:`prefer_backend` the context's own choice wins.
 
     >>> import losskit
     >>> losskit.backend_preference() in ("fast", "reference")
     True
     """
-    return _backend_preference
+    override = _preference_override.get()
+    return _backend_preference if override is None else override
+
+
+def _check_preference(value: Any) -> str:
+    if not isinstance(value, str) or value not in BACKEND_PREFERENCES:
+        raise ValueError(
+            f"Invalid backend preference {value!r}. Expected one of {BACKEND_PREFERENCES}."
+        )
+    return value
 
 
 def set_backend_preference(value: str) -> None:
-    """Choose ``"fast"`` or ``"reference"``; see :func:`backend_preference`.
+    """Choose ``"fast"`` or ``"reference"`` for the whole process (every
+    thread); see :func:`backend_preference`.
 
     >>> import losskit
     >>> previous = losskit.backend_preference()
@@ -109,25 +140,23 @@ def set_backend_preference(value: str) -> None:
     >>> losskit.set_backend_preference(previous)
     """
     global _backend_preference
-    if value not in BACKEND_PREFERENCES:
-        raise ValueError(
-            f"Invalid backend preference {value!r}. Expected one of {BACKEND_PREFERENCES}."
-        )
-    _backend_preference = value
+    _backend_preference = _check_preference(value)
 
 
 @contextlib.contextmanager
 def prefer_backend(value: str) -> Iterator[None]:
-    """Context manager form of :func:`set_backend_preference`.
+    """Use ``value`` (``"fast"`` or ``"reference"``) inside the block, in this
+    thread or asyncio task only: the override lives in a
+    :class:`contextvars.ContextVar`, so overlapping blocks in several threads
+    never leave another's preference behind.
 
     >>> import losskit
     >>> with losskit.prefer_backend("reference"):
     ...     losskit.backend_preference()
     'reference'
     """
-    previous = _backend_preference
-    set_backend_preference(value)
+    token = _preference_override.set(_check_preference(value))
     try:
         yield
     finally:
-        set_backend_preference(previous)
+        _preference_override.reset(token)

@@ -240,7 +240,7 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
-    if not _NUMBA or _config.backend_preference() != "fast" or _compiling():
+    if _compiling() or not _NUMBA or _config.backend_preference() != "fast":
         return None  # before the lock: torch.compile cannot trace a lock
     with _KERNEL_LOCK:
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
