@@ -244,3 +244,47 @@ def test_to_categorical_keeps_the_library() -> None:
     assert isinstance(result, torch.Tensor)
     assert result.dtype == torch.float32
     np.testing.assert_array_equal(result.numpy(), np.eye(3)[[0, 2, 1]])
+
+
+def _nested(depth: int) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    for _ in range(depth):
+        config = {"a": config}
+    return config
+
+
+@pytest.mark.parametrize("class_name", [["Huber"], {"a": 1}, 3, None])
+def test_non_string_class_name_is_a_type_error(class_name: Any) -> None:
+    with pytest.raises(TypeError, match="'class_name' of a loss config must be a string"):
+        losskit.deserialize({"class_name": class_name, "config": {}})
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"class_name": "Huber", "config": {"delta": _nested(10_000)}},
+        {"class_name": "function", "config": _nested(10_000)},
+        {"class_name": "Huber", "config": {"delta": [list(range(10))] * 20_000}},
+    ],
+    ids=["deep_value", "deep_function", "huge"],
+)
+def test_deep_or_huge_configs_are_refused_with_a_short_message(config: Any) -> None:
+    with pytest.raises(ValueError, match="Refusing a loss config") as error:
+        losskit.deserialize(config)
+    assert len(str(error.value)) < 300
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"class_name": "Huber", "config": {"delta": "x" * 10**6}},
+        {"class_name": "Huber", "config": {"dlta": 1.0, "padding": list(range(50_000))}},
+        {"class_name": "NoSuchLoss" * 10**5, "config": {}},
+        {"class_name": "function", "config": {"config": ["x" * 10**6]}},
+    ],
+    ids=["long_value", "unknown_key", "long_name", "bad_function"],
+)
+def test_errors_about_large_configs_stay_short(config: Any) -> None:
+    with pytest.raises(ValueError, match=r"Invalid|Unknown") as error:
+        losskit.deserialize(config)
+    assert len(str(error.value)) < 1500

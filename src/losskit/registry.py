@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import reprlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -117,6 +118,44 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
 }
 
 
+MAX_CONFIG_DEPTH = 32
+"""Deeper configs are refused (Keras's own are at most 4 levels deep)."""
+MAX_CONFIG_ITEMS = 100_000
+"""Configs with more values in all are refused."""
+
+_short = reprlib.Repr()
+_short.maxlevel, _short.maxdict, _short.maxlist, _short.maxtuple = 3, 6, 6, 6
+_short.maxstring, _short.maxother, _short.maxlong = 60, 60, 40
+
+
+def describe(value: Any) -> str:
+    """A repr of ``value`` short enough for an error message, whatever its
+    size or depth (never a RecursionError)."""
+    return _short.repr(value)
+
+
+def check_config_size(config: Any) -> None:
+    """Refuse configs nested deeper than :data:`MAX_CONFIG_DEPTH` or holding
+    more than :data:`MAX_CONFIG_ITEMS` values, before anything reads them
+    recursively; the walk itself is iterative."""
+    pending: list[tuple[Any, int]] = [(config, 1)]
+    seen = 0
+    while pending:
+        value, depth = pending.pop()
+        seen += 1
+        if depth > MAX_CONFIG_DEPTH or seen > MAX_CONFIG_ITEMS:
+            limit = (
+                f"nested more than {MAX_CONFIG_DEPTH} levels deep"
+                if depth > MAX_CONFIG_DEPTH
+                else f"holding more than {MAX_CONFIG_ITEMS} values"
+            )
+            raise ValueError(f"Refusing a loss config {limit}: {describe(config)}.")
+        if isinstance(value, Mapping):
+            pending.extend((item, depth + 1) for pair in value.items() for item in pair)
+        elif isinstance(value, (list, tuple)):
+            pending.extend((item, depth + 1) for item in value)
+
+
 def _fold(name: str) -> str:
     return name.lower().replace("_", "").replace("-", "")
 
@@ -127,7 +166,9 @@ def _unknown_name(identifier: str, kind: str = "loss") -> ValueError:
     same_letters = [c for c in candidates if _fold(c) == _fold(identifier)]
     close = same_letters + [c for c in close if c not in same_letters]
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"Unknown {kind} {identifier!r}.{hint} Known names: {', '.join(candidates)}.")
+    return ValueError(
+        f"Unknown {kind} {describe(identifier)}.{hint} Known names: {', '.join(candidates)}."
+    )
 
 
 def get(identifier: Any) -> Any:
@@ -220,7 +261,10 @@ def deserialize_function(
         return config
     name = config.get("config") if isinstance(config, Mapping) else config
     if not isinstance(name, str):
-        raise ValueError(f"Invalid function config: {config!r}.")
+        raise ValueError(
+            f"Invalid function config: {describe(config)}. Expected a function name "
+            "or a dict whose 'config' is one."
+        )
     if custom_objects and name in custom_objects:
         return custom_objects[name]
     if name in FUNCTIONS:
@@ -242,6 +286,7 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
             beta=0.5, axis=None)
     """
     custom = dict(custom_objects or {})
+    check_config_size(config)
     if isinstance(config, str):
         if config in custom:
             found = custom[config]
@@ -250,24 +295,37 @@ def deserialize(config: Any, custom_objects: Mapping[str, Any] | None = None) ->
     if not isinstance(config, Mapping) or "class_name" not in config:
         raise ValueError(
             "A loss config must be a name or a dict with 'class_name' and "
-            f"'config' keys. Received: {config!r}."
+            f"'config' keys. Received: {describe(config)}."
         )
     class_name = config["class_name"]
+    if not isinstance(class_name, str):
+        raise TypeError(
+            "The 'class_name' of a loss config must be a string. Received: "
+            f"{describe(class_name)} of type {type(class_name).__name__}."
+        )
     if class_name == "function":
         return deserialize_function(config, custom)
     registered = config.get("registered_name")
+    if registered is not None and not isinstance(registered, str):
+        raise TypeError(
+            "The 'registered_name' of a loss config must be a string or None. "
+            f"Received: {describe(registered)} of type {type(registered).__name__}."
+        )
     cls = custom.get(registered) if registered else None
     cls = cls or custom.get(class_name) or CLASSES.get(class_name)
     if cls is None:
-        raise _unknown_name(str(class_name), kind="loss class")
+        raise _unknown_name(class_name, kind="loss class")
     arguments = config.get("config") or {}
     if not isinstance(arguments, Mapping):
-        raise ValueError(f"The 'config' of a {class_name} must be a dict. Received: {arguments!r}.")
+        raise ValueError(
+            f"The 'config' of a {class_name} must be a dict. Received: {describe(arguments)}."
+        )
     if "fn" in arguments:
         arguments = {**arguments, "fn": deserialize_function(arguments["fn"], custom)}
     try:
         return cls.from_config(dict(arguments))
     except TypeError as error:
         raise ValueError(
-            f"Invalid config for {class_name}: {dict(arguments)!r} ({error})."
+            f"Invalid config for {class_name}: {describe(dict(arguments))} "
+            f"({describe(str(error))})."
         ) from None
