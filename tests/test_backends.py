@@ -188,3 +188,17 @@ def test_epsilon_is_read_at_call_time() -> None:
     y_true, y_pred = np.array([[0.0]]), np.array([[1.0]])
     losskit.set_epsilon(1e-3)
     np.testing.assert_allclose(losskit.mean_absolute_percentage_error(y_true, y_pred), [1e5])
+
+
+def test_mixed_libraries_keep_the_shape() -> None:
+    # torch.asarray flattens a JAX array; the conversion goes through DLPack.
+    rng = np.random.default_rng(2)
+    y_true, y_pred = rng.random((4, 3)), rng.random((4, 3))
+    expected = np.mean((y_true - y_pred) ** 2)
+    value = losskit.MeanSquaredError(dtype="float64")(jnp.asarray(y_true), torch.asarray(y_pred))
+    assert isinstance(value, torch.Tensor)
+    np.testing.assert_allclose(value.numpy(), expected, rtol=1e-12)
+    with pytest.raises(ValueError, match=r"y_true.shape=\(4, 3\), y_pred.shape=\(12,\)"):
+        losskit.MeanSquaredError()(jnp.asarray(y_true), torch.asarray(y_pred.reshape(-1)))
+    bfloat16 = losskit.MeanSquaredError()(jnp.asarray(y_true, dtype=jnp.bfloat16), torch.ones(4, 3))
+    assert bfloat16.shape == ()

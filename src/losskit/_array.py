@@ -182,19 +182,46 @@ def _asarray(xp: Namespace, x: Any, dtype: Any, device: Any) -> Array:
 
 
 def _convert_foreign(xp: Namespace, x: Array, argument: str, device: Any) -> Array:
-    try:
-        return xp.asarray(x, device=device)
-    except Exception as first_error:
+    """``x`` (an array of another library) as an array of ``xp`` on ``device``.
+
+    DLPack first, which shares memory and keeps the shape (``torch.asarray``
+    flattens a JAX array); the target's ``asarray`` where DLPack cannot carry
+    the array (NumPy's read-only arrays, Dask).  The shape is checked after
+    either, so a conversion never reshapes silently.
+    """
+    shape = tuple(x.shape)
+    attempts = (
+        (_via_asarray, _via_dlpack) if isinstance(x, _np.ndarray) else (_via_dlpack, _via_asarray)
+    )
+    errors = []
+    for convert in attempts:
         try:
-            converted = xp.from_dlpack(x)
-            return converted if device is None else xp.asarray(converted, device=device)
-        except Exception:
-            raise ValueError(
-                f"Cannot convert `{argument}` ({_describe(x)}, on device "
-                f"{device_of(x)!r}) to the array library of `y_pred` "
-                f"({xp.__name__}, device {device!r}): {first_error}. Convert it "
-                "yourself, on the device of `y_pred`."
-            ) from None
+            converted = convert(xp, x, device)
+            break
+        except Exception as error:
+            errors.append(error)
+    else:
+        raise ValueError(
+            f"Cannot convert `{argument}` ({_describe(x)}, on device "
+            f"{device_of(x)!r}) to the array library of `y_pred` "
+            f"({xp.__name__}, device {device!r}): {errors[0]}. Convert it "
+            "yourself, on the device of `y_pred`."
+        ) from None
+    if tuple(converted.shape) != shape:
+        raise ValueError(
+            f"Converting `{argument}` to {xp.__name__} changed its shape from {shape} to "
+            f"{tuple(converted.shape)}. Convert it yourself before calling the loss."
+        )
+    return converted
+
+
+def _via_dlpack(xp: Namespace, x: Array, device: Any) -> Array:
+    converted = xp.from_dlpack(x)
+    return converted if device is None else xp.asarray(converted, device=device)
+
+
+def _via_asarray(xp: Namespace, x: Array, device: Any) -> Array:
+    return xp.asarray(x, device=device)
 
 
 def prediction_array(y_pred: Any) -> tuple[Namespace, Array]:
