@@ -78,6 +78,27 @@ def test_dask_stays_lazy(case: Case) -> None:
     np.testing.assert_allclose(result.compute(), expected, rtol=1e-10)
 
 
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "mean_with_sample_weight", None])
+def test_dask_with_unknown_and_empty_chunks_stays_lazy(case: Case, reduction: str | None) -> None:
+    # Boolean indexing leaves chunk sizes unknown (shape (nan, 4)); a chunk of
+    # zero rows once broke Dask's own max (categorical hinge, softmax).
+    y_true, y_pred = case_inputs(case, (9, 4), seed=4)
+    keep = np.array([1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=bool)
+    weight = np.linspace(0.5, 1.5, 9)
+    row_chunks = (3, 0, 6)
+    t = da.from_array(y_true, chunks=(row_chunks, 4) if y_true.ndim == 2 else (row_chunks,))
+    p = da.from_array(y_pred, chunks=(row_chunks, 4))
+    selected = da.from_array(keep, chunks=(row_chunks,))
+    w = da.from_array(weight, chunks=(row_chunks,))
+    loss = case.losskit_loss(dtype="float64", reduction=reduction)
+    with dask.config.set(scheduler=_refuse_to_compute):
+        result = loss(t[selected], p[selected], sample_weight=w[selected])
+    assert isinstance(result, da.Array)
+    expected = loss(y_true[keep], y_pred[keep], sample_weight=weight[keep])
+    np.testing.assert_allclose(result.compute(), expected, rtol=1e-12)
+
+
 def _refuse_to_compute(*args: object, **kwargs: object) -> None:
     raise AssertionError("losskit computed a Dask graph eagerly")
 

@@ -9,6 +9,7 @@ dtypes, so the same code runs eagerly, under ``jax.jit`` and under
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -207,7 +208,7 @@ def _convert_foreign(xp: Namespace, x: Array, argument: str, device: Any) -> Arr
             f"({xp.__name__}, device {device!r}): {errors[0]}. Convert it "
             "yourself, on the device of `y_pred`."
         ) from None
-    if tuple(converted.shape) != shape:
+    if not same_shape(tuple(converted.shape), shape):
         raise ValueError(
             f"Converting `{argument}` to {xp.__name__} changed its shape from {shape} to "
             f"{tuple(converted.shape)}. Convert it yourself before calling the loss."
@@ -255,20 +256,46 @@ def align_ranks(
     rank1, rank2 = x1.ndim, x2.ndim
     if rank1 == rank2 + 1 and x1.shape[-1] == 1:
         if rank2 == 1 and expand_rank_1:
-            x2 = xp.expand_dims(x2, axis=-1)
+            x2 = expand_dims(xp, x2, axis=-1)
         else:
             x1 = xp.squeeze(x1, axis=-1)
     elif rank2 == rank1 + 1 and x2.shape[-1] == 1:
         if rank1 == 1 and expand_rank_1:
-            x1 = xp.expand_dims(x1, axis=-1)
+            x1 = expand_dims(xp, x1, axis=-1)
         else:
             x2 = xp.squeeze(x2, axis=-1)
     return x1, x2
 
 
+def expand_dims(xp: Namespace, x: Array, axis: int) -> Array:
+    """``xp.expand_dims``; on Dask by indexing with None, which (unlike Dask's
+    ``expand_dims``, a reshape) works on chunks of unknown size."""
+    if not array_api_compat.is_dask_namespace(xp):
+        return xp.expand_dims(x, axis=axis)
+    axis %= x.ndim + 1
+    return x[(slice(None),) * axis + (None,)]
+
+
+def unknown_dim(dim: Any) -> bool:
+    """Whether a dimension is unknown: None (jit tracing, array-API) or NaN
+    (Dask after boolean indexing)."""
+    return dim is None or (isinstance(dim, float) and math.isnan(dim))
+
+
+def same_shape(shape1: Sequence[Any], shape2: Sequence[Any]) -> bool:
+    """Equal shapes, where an unknown dimension matches any other: the check
+    is left to the computation (Dask raises on mismatched chunks)."""
+    if len(shape1) != len(shape2):
+        return False
+    return all(
+        d1 == d2 or unknown_dim(d1) or unknown_dim(d2)
+        for d1, d2 in zip(shape1, shape2, strict=True)
+    )
+
+
 def check_same_shape(y_true: Array, y_pred: Array, loss: str) -> None:
     """Raise ValueError unless ``y_true`` and ``y_pred`` have the same shape."""
-    if tuple(y_true.shape) != tuple(y_pred.shape):
+    if not same_shape(tuple(y_true.shape), tuple(y_pred.shape)):
         raise ValueError(
             f"{loss}: `y_true` and `y_pred` must have the same shape (after "
             "aligning a trailing dimension of 1). Received: y_true.shape="
@@ -335,6 +362,20 @@ def total(
     return _restore(xp, xp.sum(wide, axis=axis, keepdims=keepdims), dtype)
 
 
+def amax(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
+    """The maximum over one ``axis``.  On Dask it is taken block by block
+    with that axis in one chunk: Dask's own ``max`` fails on a zero-size
+    chunk (``zero-size array to reduction operation maximum``)."""
+    if not array_api_compat.is_dask_namespace(xp):
+        return xp.max(x, axis=axis, keepdims=keepdims)
+    axis %= x.ndim
+    whole = x.rechunk({axis: -1})
+    if not keepdims:
+        return whole.map_blocks(_np.max, axis=axis, drop_axis=axis, dtype=x.dtype)
+    chunks = tuple((1,) if i == axis else c for i, c in enumerate(whole.chunks))
+    return whole.map_blocks(_np.max, axis=axis, keepdims=True, chunks=chunks, dtype=x.dtype)
+
+
 def _restore(xp: Namespace, x: Array, dtype: Any) -> Array:
     return as_ndarray(x if x.dtype == dtype else xp.astype(x, dtype))
 
@@ -356,6 +397,14 @@ def as_ndarray(x: Array) -> Array:
     if isinstance(x, _np.generic):
         return _np.asarray(x)
     return x
+
+
+def element_count(xp: Namespace, x: Array, dtype: Any) -> int | Array:
+    """The number of elements of ``x``: an int where the shape is known, else
+    (Dask after boolean indexing) a lazy 0-d array of ``dtype``."""
+    if not any(unknown_dim(d) for d in x.shape):
+        return size(x.shape)
+    return xp.sum(xp.ones_like(x, dtype=dtype))
 
 
 def size(shape: Sequence[int | None]) -> int:

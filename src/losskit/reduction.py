@@ -32,7 +32,6 @@ accumulated in float32.
 from __future__ import annotations
 
 import difflib
-import math
 from typing import Any
 
 from losskit import _array
@@ -79,8 +78,8 @@ def broadcast_shapes(
     padded2 = (1,) * (rank - len(shape2)) + tuple(shape2)
     result = []
     for d1, d2 in zip(padded1, padded2, strict=False):
-        if _unknown(d1) or _unknown(d2):
-            result.append(d1 if _unknown(d2) else d2)
+        if _array.unknown_dim(d1) or _array.unknown_dim(d2):
+            result.append(d1 if _array.unknown_dim(d2) else d2)
         elif d1 == d2 or d2 == 1:
             result.append(d1)
         elif d1 == 1:
@@ -94,10 +93,6 @@ def broadcast_shapes(
                 "per-sample weights."
             )
     return tuple(result)
-
-
-def _unknown(dim: Any) -> bool:
-    return dim is None or (isinstance(dim, float) and math.isnan(dim))
 
 
 def reduce_weighted_values(
@@ -145,7 +140,7 @@ def reduce_weighted_values(
         shape = broadcast_shapes(
             tuple(values.shape), tuple(weight.shape), "sample_weight vs. losses"
         )
-        if values.ndim > 0 and shape != tuple(values.shape):
+        if values.ndim > 0 and not _array.same_shape(shape, tuple(values.shape)):
             raise ValueError(
                 f"`sample_weight` of shape {tuple(weight.shape)} would broadcast the "
                 f"losses of shape {tuple(values.shape)} to {shape}. Weights must "
@@ -162,7 +157,7 @@ def _merge_mask(xp: Namespace, weight: Array | None, mask: Array, reduction: str
         valid = xp.sum(xp.astype(mask != 0, wide))
         zero = _array.scalar(xp, 0.0, valid)
         safe_valid = xp.where(valid == 0, _array.scalar(xp, 1.0, valid), valid)
-        scale = xp.where(valid == 0, zero, _array.size(mask.shape) / safe_valid)
+        scale = xp.where(valid == 0, zero, _array.element_count(xp, mask, wide) / safe_valid)
         float_mask = xp.where(mask != 0, xp.astype(scale, mask.dtype), xp.zeros_like(mask))
     else:
         float_mask = mask
@@ -190,6 +185,10 @@ def reduce_values(
             safe = xp.where(divisor == 0, _array.scalar(xp, 1.0, divisor), divisor)
             loss = xp.where(divisor == 0, _array.scalar(xp, 0.0, loss), loss / safe)
         else:
-            count = _array.size(values.shape)
-            loss = loss / count if count else loss * 0
+            count = _array.element_count(xp, values, wide)
+            if isinstance(count, int):
+                loss = loss / count if count else loss * 0
+            else:  # unknown until computed: divide-no-nan, lazily
+                safe = xp.where(count == 0, _array.scalar(xp, 1.0, count), count)
+                loss = xp.where(count == 0, _array.scalar(xp, 0.0, loss), loss / safe)
     return _array.as_ndarray(loss if loss.dtype == values.dtype else xp.astype(loss, values.dtype))

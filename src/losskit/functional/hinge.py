@@ -75,5 +75,5 @@ def categorical_hinge(y_true: Any, y_pred: Any) -> Array:
     """
     xp, y_true, y_pred = _hinge_pair(y_true, y_pred, "categorical_hinge")
     positive = _array.total(xp, y_true * y_pred, axis=-1)
-    negative = xp.max((1.0 - y_true) * y_pred, axis=-1)
+    negative = _array.amax(xp, (1.0 - y_true) * y_pred, axis=-1)
     return _array.maximum(xp, negative - positive + 1.0, 0.0)

@@ -126,7 +126,7 @@ def binary_crossentropy(
 
 def log_softmax(xp: Namespace, x: Array, axis: int) -> Array:
     """``x - logsumexp(x, axis)``, shifted by the maximum for stability."""
-    shifted = x - xp.max(x, axis=axis, keepdims=True)
+    shifted = x - _array.amax(xp, x, axis=axis, keepdims=True)
     return shifted - xp.log(_array.total(xp, xp.exp(shifted), axis=axis, keepdims=True))
 
 
@@ -241,7 +241,7 @@ def sparse_categorical_crossentropy_with_mask(
     if labels.ndim == y_pred.ndim and labels.shape[class_axis] == 1:
         labels = xp.squeeze(labels, axis=class_axis)
     expected = tuple(d for i, d in enumerate(y_pred.shape) if i != class_axis)
-    if tuple(labels.shape) != expected:
+    if not _array.same_shape(tuple(labels.shape), expected):
         raise ValueError(
             "sparse_categorical_crossentropy: `y_true` must have the shape of "
             f"`y_pred` without its class axis ({expected}, or with a class axis "
@@ -255,7 +255,7 @@ def sparse_categorical_crossentropy_with_mask(
         labels = xp.where(valid, labels, xp.zeros_like(labels))
         # Ignored rows are replaced by ones, a safe input for both paths: their
         # loss is zeroed below, and no NaN reaches the gradient.
-        valid_rows = xp.expand_dims(valid, axis=class_axis)
+        valid_rows = _array.expand_dims(xp, valid, axis=class_axis)
         y_pred = xp.where(valid_rows, y_pred, xp.ones_like(y_pred))
     log_prob = log_probabilities(xp, y_pred, from_logits, class_axis)
     class_shape = [1] * y_pred.ndim
@@ -264,7 +264,7 @@ def sparse_categorical_crossentropy_with_mask(
         xp.arange(y_pred.shape[class_axis], dtype=xp.int32, device=device),
         tuple(class_shape),
     )
-    one_hot = xp.expand_dims(labels, axis=class_axis) == class_ids
+    one_hot = _array.expand_dims(xp, labels, axis=class_axis) == class_ids
     values = -_array.total(
         xp, xp.where(one_hot, log_prob, xp.zeros_like(log_prob)), axis=class_axis
     )
