@@ -377,3 +377,19 @@ def test_large_batches_through_the_fast_paths(weighted: bool) -> None:
             loss = type(resolve_loss(name))(dtype="float64")
             expected = float(loss(y_true, y_pred, sample_weight=weights))
             np.testing.assert_allclose(value, expected, rtol=1e-10, err_msg=name)
+
+
+def test_accumulators_take_arrays_on_a_non_default_device() -> None:
+    import array_api_strict
+
+    device = array_api_strict.Device("device1")
+    rng = np.random.default_rng(8)
+    t, p = rng.random((6, 3)), rng.random((6, 3))
+    names = ["mse", "hinge", "dice", "categorical_crossentropy"]
+    on_device = MultiLossAccumulator(names)
+    on_device.update(
+        array_api_strict.asarray(t, device=device), array_api_strict.asarray(p, device=device)
+    )
+    on_host = MultiLossAccumulator(names)
+    on_host.update(t, p)
+    assert on_device.result() == pytest.approx(on_host.result(), rel=1e-12)

@@ -81,6 +81,8 @@ import array_api_compat
 import numpy as np
 
 from losskit import _array, functional, losses, registry
+from losskit.functional.hinge import hinge_with_fixed_labels
+from losskit.functional.segmentation import dice_from_sums, tversky_from_counts
 from losskit.reduction import broadcast_shapes, standardize_reduction
 
 __all__ = [
@@ -142,6 +144,11 @@ def _to_numpy(x: Any, what: str) -> np.ndarray:
     try:
         return np.asarray(array_api_compat.to_device(x, "cpu"))
     except Exception:
+        pass
+    try:  # a library's own name for its host device (array-api-strict's)
+        info = array_api_compat.array_namespace(x).__array_namespace_info__()
+        return np.asarray(array_api_compat.to_device(x, info.default_device()))
+    except Exception:
         getter = getattr(x, "get", None)  # CuPy
         if callable(getter):
             return np.asarray(getter())
@@ -193,11 +200,11 @@ class _Kernel:
                 "`reduction`)."
             )
         self.dtype = _array.standardize_float_type(dtype)
-        function = getattr(self.loss, "fn", None)
+        self.function = getattr(self.loss, "fn", None)
         self.config = self.loss.get_config()
-        if function in _OVERLAP_FUNCTIONS and self.config.get("axis") is None:
+        if self.function in _OVERLAP_FUNCTIONS and self.config.get("axis") is None:
             self.kind = _OVERLAP
-        elif function in _SIGN_CONVERTING:
+        elif self.function in _SIGN_CONVERTING:
             self.kind = _HINGE
         else:
             self.kind = _MEAN
@@ -410,26 +417,20 @@ class _Kernel:
             not_binary = np.bincount(inverse, weights=~row_binary, minlength=n_groups)
             group_binary = not_binary == 0
             selected = group_binary[inverse]
-        plain = self._per_sample(self.loss.call(y_true, y_pred), n)
-        if row_binary.all():
-            # The whole batch converts; append a row with a label of 2, so that
-            # the loss computes the unconverted values too.
-            device = _array.device_of(y_pred)
-            extra_true = xp.full((1, *y_true.shape[1:]), 2.0, dtype=y_true.dtype, device=device)
-            extra_pred = xp.zeros((1, *y_pred.shape[1:]), dtype=y_pred.dtype, device=device)
-            values = self.loss.call(
-                xp.concat([y_true, extra_true], axis=0),
-                xp.concat([y_pred, extra_pred], axis=0),
-            )
-            return (
-                self._per_sample(values, n + 1)[:n],
-                plain,
-                group_binary.astype(np.float64),
-            )
+        squared = self.function is functional.squared_hinge
+        plain = self._per_sample(
+            hinge_with_fixed_labels(y_true, y_pred, squared=squared, convert=False), n
+        )
         signs = np.zeros_like(plain)
-        if selected.any():
+        if selected.all():
+            signs = self._per_sample(
+                hinge_with_fixed_labels(y_true, y_pred, squared=squared, convert=True), n
+            )
+        elif selected.any():
             rows = xp.asarray(selected, device=_array.device_of(y_pred))
-            part = self.loss.call(y_true[rows, ...], y_pred[rows, ...])
+            part = hinge_with_fixed_labels(
+                y_true[rows, ...], y_pred[rows, ...], squared=squared, convert=True
+            )
             signs[selected] = self._per_sample(part, int(selected.sum()))
         return plain, signs, group_binary.astype(np.float64)
 
@@ -475,12 +476,11 @@ class _Kernel:
         return total / divisor if divisor != 0 else 0.0
 
     def _overlap_value(self, intersection: float, true_sum: float, pred_sum: float) -> float:
-        # Dice and Tversky are functions of these three sums only (false
-        # positives are pred_sum - intersection, false negatives true_sum -
-        # intersection).  This array pair has the same three sums.
-        y_true = np.array([1.0, true_sum - 1.0, 0.0])
-        y_pred = np.array([intersection, 0.0, pred_sum - intersection])
-        return float(self.loss.call(y_true, y_pred))
+        if self.function is functional.dice:
+            return float(dice_from_sums(intersection, true_sum, pred_sum))
+        false_positive, false_negative = pred_sum - intersection, true_sum - intersection
+        alpha, beta = self.config["alpha"], self.config["beta"]
+        return float(tversky_from_counts(intersection, false_positive, false_negative, alpha, beta))
 
 
 class _Sums:

@@ -12,7 +12,7 @@ from typing import Any
 from losskit import _array
 from losskit._array import Array, Namespace
 
-__all__ = ["categorical_hinge", "hinge", "squared_hinge"]
+__all__ = ["categorical_hinge", "hinge", "hinge_with_fixed_labels", "squared_hinge"]
 
 
 def _hinge_pair(y_true: Any, y_pred: Any, loss: str) -> tuple[Namespace, Array, Array]:
@@ -28,11 +28,33 @@ def binary_labels_to_signs(xp: Namespace, y_true: Array) -> Array:
     return xp.where(is_binary, 2.0 * y_true - 1.0, y_true)
 
 
-def margins(y_true: Any, y_pred: Any, loss: str) -> tuple[Namespace, Array]:
-    """``maximum(1 - y_true * y_pred, 0)`` with labels converted to signs."""
+def margins(
+    y_true: Any, y_pred: Any, loss: str, convert: bool | None = None
+) -> tuple[Namespace, Array]:
+    """``maximum(1 - y_true * y_pred, 0)``, with 0/1 labels converted to signs
+    by Keras's rule (``convert=None``), always (True) or never (False)."""
     xp, y_true, y_pred = _hinge_pair(y_true, y_pred, loss)
-    signs = binary_labels_to_signs(xp, y_true)
+    if convert is None:
+        signs = binary_labels_to_signs(xp, y_true)
+    else:
+        signs = 2.0 * y_true - 1.0 if convert else y_true
     return xp, _array.maximum(xp, 1.0 - signs * y_pred, 0.0)
+
+
+@_array.returns_array
+def hinge_with_fixed_labels(y_true: Any, y_pred: Any, *, squared: bool, convert: bool) -> Array:
+    """:func:`hinge` (or :func:`squared_hinge`) with the label conversion
+    decided by the caller instead of by the labels themselves: the streaming
+    accumulators, which see a batch at a time, need both versions.
+
+    >>> hinge_with_fixed_labels([[0.0, 1.0]], [[0.6, 0.4]], squared=False, convert=False)
+    array([0.8], dtype=float32)
+    >>> hinge_with_fixed_labels([[0.0, 1.0]], [[0.6, 0.4]], squared=False, convert=True)
+    array([1.1], dtype=float32)
+    """
+    name = "squared_hinge" if squared else "hinge"
+    xp, margin = margins(y_true, y_pred, name, convert=convert)
+    return _array.mean(xp, xp.square(margin) if squared else margin)
 
 
 @_array.returns_array

@@ -14,7 +14,7 @@ from typing import Any
 from losskit import _array, _config
 from losskit._array import Array, Namespace
 
-__all__ = ["dice", "tversky"]
+__all__ = ["dice", "dice_from_sums", "tversky", "tversky_from_counts"]
 
 Axis = int | Sequence[int] | None
 
@@ -42,13 +42,21 @@ def dice(y_true: Any, y_pred: Any, axis: Axis = None) -> Array:
     array(0.6164384, dtype=float32)
     """
     xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "dice")
-    intersection = _array.total(xp, y_true * y_pred, axis=axes)
-    denominator = (
-        _array.total(xp, y_true, axis=axes)
-        + _array.total(xp, y_pred, axis=axes)
-        + _config.epsilon()
+    return dice_from_sums(
+        _array.total(xp, y_true * y_pred, axis=axes),
+        _array.total(xp, y_true, axis=axes),
+        _array.total(xp, y_pred, axis=axes),
     )
-    return 1.0 - 2.0 * intersection / denominator
+
+
+def dice_from_sums(intersection: Any, true_sum: Any, pred_sum: Any) -> Any:
+    """The Dice loss from its three sums (arrays or Python floats): what
+    :func:`dice` computes, and what streaming and the fused kernels finish with.
+
+    >>> dice_from_sums(1.0, 2.0, 2.0)
+    0.50000...
+    """
+    return 1.0 - 2.0 * intersection / (true_sum + pred_sum + _config.epsilon())
 
 
 def check_coefficient(value: Any, name: str) -> float:
@@ -85,8 +93,24 @@ def tversky(
     alpha = check_coefficient(alpha, "alpha")
     beta = check_coefficient(beta, "beta")
     xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "tversky")
-    true_positive = _array.total(xp, y_true * y_pred, axis=axes)
-    false_positive = _array.total(xp, (1.0 - y_true) * y_pred, axis=axes)
-    false_negative = _array.total(xp, y_true * (1.0 - y_pred), axis=axes)
+    return tversky_from_counts(
+        _array.total(xp, y_true * y_pred, axis=axes),
+        _array.total(xp, (1.0 - y_true) * y_pred, axis=axes),
+        _array.total(xp, y_true * (1.0 - y_pred), axis=axes),
+        alpha,
+        beta,
+    )
+
+
+def tversky_from_counts(
+    true_positive: Any, false_positive: Any, false_negative: Any, alpha: float, beta: float
+) -> Any:
+    """The Tversky loss from its soft counts (arrays or Python floats); from
+    the three sums of :func:`dice_from_sums`, ``false_positive = pred_sum -
+    intersection`` and ``false_negative = true_sum - intersection``.
+
+    >>> tversky_from_counts(1.0, 2.0, 0.0, alpha=0.9, beta=0.1)
+    0.64285...
+    """
     denominator = true_positive + alpha * false_positive + beta * false_negative + _config.epsilon()
     return 1.0 - true_positive / denominator

@@ -34,6 +34,7 @@ import array_api_compat.numpy as np_xp
 import numpy as np
 
 from losskit import _array, _config
+from losskit.functional import segmentation
 
 __all__ = ["MIN_ELEMENTS", "available", "fused_call"]
 
@@ -432,17 +433,22 @@ def _overlap_call(
     # NumPy scalars: overflow gives inf (as in the reference), not OverflowError.
     intersection, true_sum, pred_sum = map(np.float64, plan.forward(inputs.t, inputs.p))
     eps = _config.epsilon()
+    # The value as the reference finishes it; the gradient, d value / d p =
+    # slope * t + offset, derived by hand from the same expression.
     if plan.overlap == "dice":
+        value = segmentation.dice_from_sums(intersection, true_sum, pred_sum)
         denominator = true_sum + pred_sum + eps
-        value = 1.0 - 2.0 * intersection / denominator
         slope = -2.0 / denominator
         offset = 2.0 * intersection / denominator / denominator
     else:
-        alpha, beta = float(loss._fn_kwargs["alpha"]), float(loss._fn_kwargs["beta"])
+        config = loss.get_config()
+        alpha, beta = float(config["alpha"]), float(config["beta"])
         false_positive = pred_sum - intersection
         false_negative = true_sum - intersection
+        value = segmentation.tversky_from_counts(
+            intersection, false_positive, false_negative, alpha, beta
+        )
         denominator = intersection + alpha * false_positive + beta * false_negative + eps
-        value = 1.0 - intersection / denominator
         slope = -1.0 / denominator + intersection * (1.0 - alpha - beta) / denominator / denominator
         offset = intersection * alpha / denominator / denominator
     if not all(map(math.isfinite, (value, slope, offset))):
