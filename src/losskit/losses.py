@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import re
+import sys
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -132,6 +133,8 @@ class Loss:
             mask: None or a boolean array over the per-sample losses; False
                 entries are left out (Keras takes masks from tensors).
         """
+        if "keras" in sys.modules:
+            _check_keras_caller(self)
         if isinstance(self, _BuiltinLoss):
             fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
             if fused is not None:
@@ -179,6 +182,20 @@ class Loss:
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
+
+
+def _check_keras_caller(loss: Loss) -> None:
+    """Keras calls a loss object it was given in ``compile`` as a per-sample
+    function, and weights what it returns: warn where that reweights this
+    reduced value (see :mod:`losskit.keras`)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.compiler.is_compiling():
+        return  # torch.compile cannot trace frame inspection
+    caller = sys._getframe(2)
+    if caller.f_globals.get("__name__", "").startswith("keras."):
+        from losskit.keras import _warn_if_reweighted
+
+        _warn_if_reweighted(loss, caller)
 
 
 class LossFunctionWrapper(Loss):
