@@ -33,9 +33,11 @@ def finite_guard(x):  # type: ignore[no-untyped-def]
     """0 for finite ``x``, NaN for inf or NaN.  Kernels add it to their sums
     for every input (and derivative) they read, so a total that is not finite
     tells the dispatcher to hand the call to the reference, which defines the
-    inf/NaN pattern (without ``nnan``/``ninf`` fast-math flags LLVM may not
-    fold ``0 * x`` away)."""
-    return 0.0 * x
+    inf/NaN pattern.  A product with zero: without the ``nnan`` fast-math
+    flag LLVM may not fold it away, where ``reassoc`` would cancel the
+    ``x - x`` of ``total + (x - x)``; the zero has the precision of ``x``, so
+    float32 lanes are not widened to float64."""
+    return cast_as(0.0, x) * x
 
 
 @njit(inline="always", error_model="numpy")
@@ -184,7 +186,7 @@ def forward_body(t, p, w, w_step, a, b, term, divisor):  # type: ignore[no-untyp
         for j in range(p.shape[1]):
             x, y = t[i, j], p[i, j]
             value, _ = term(x, y, a, b)
-            row += value + finite_guard(x + y)
+            row += value + finite_guard(x * y)
         total += w[i * w_step] * (row / divisor)
     return total
 
@@ -200,7 +202,7 @@ def forward_backward_body(t, p, w, w_step, a, b, scale, grad, term, divisor):  #
         for j in range(p.shape[1]):
             x, y = t[i, j], p[i, j]
             value, derivative = term(x, y, a, b)
-            row += value + finite_guard(x + y + derivative)
+            row += value + finite_guard(x * y + derivative)
             grad[i, j] = factor * derivative
         total += weight * (row / divisor)
     return total
@@ -220,7 +222,7 @@ def hinge_checked_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
         row_non_binary = 0
         for j in range(p.shape[1]):
             x, y = t[i, j], p[i, j]
-            guard = finite_guard(x + y)
+            guard = finite_guard(x * y)
             value, _ = hinge(x, y, 1, b)
             row_converted += value + guard
             value, _ = hinge(x, y, 0, b)
@@ -248,7 +250,7 @@ def hinge_checked_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
         for j in range(p.shape[1]):
             x, y = t[i, j], p[i, j]
             value, derivative = hinge(x, y, 1, b)
-            row += value + finite_guard(x + y + derivative)
+            row += value + finite_guard(x * y + derivative)
             grad[i, j] = factor * derivative
             row_non_binary += 0 if (x == 0 or x == 1) else 1
         total += weight * (row / divisor)

@@ -19,6 +19,17 @@ from numba import njit, prange
 from losskit.kernels._numba_elementwise import clip, entry_point, finite_guard, inlined
 from losskit.kernels._vmath import cast_as, exp_as, log_as
 
+
+@inlined
+def _row_guard(t, p, i):  # type: ignore[no-untyped-def]
+    """0, or NaN if row ``i`` of ``t`` or ``p`` holds inf or NaN (see
+    :func:`finite_guard`); the row is in L1 cache when this reads it."""
+    check = 0.0
+    for j in range(p.shape[1]):
+        check += t[i, j] + p[i, j]
+    return finite_guard(check)
+
+
 # --- cosine similarity: a = epsilon -------------------------------------------
 
 
@@ -109,12 +120,12 @@ def cosine_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore
 def _categorical_hinge_row(t, p, i):  # type: ignore[no-untyped-def]
     positive = 0.0
     negative = -math.inf
-    check = 0.0
     for j in range(p.shape[1]):
         positive += t[i, j] * p[i, j]
         negative = max(negative, (1.0 - t[i, j]) * p[i, j])
-        check += t[i, j] + p[i, j]
-    return negative - positive + 1.0, negative, finite_guard(check)
+    # t * p is inf or NaN when either is (inf * 0 is NaN), so the sum of
+    # products is a free guard for the whole row
+    return negative - positive + 1.0, negative, finite_guard(positive)
 
 
 @entry_point
@@ -143,7 +154,6 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
         for j in range(p.shape[1]):
             at_max = (1.0 - t[i, j]) * p[i, j] == negative
             grad[i, j] = -factor * t[i, j] + (share * (1.0 - t[i, j]) if at_max else 0.0)
-            total += finite_guard(grad[i, j])
     return total
 
 
@@ -152,41 +162,37 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
 
 @inlined
 def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
+    """``logsumexp(p[i])`` and the sum of the row (inf or NaN iff the row holds
+    them, or overflows: a :func:`finite_guard` argument)."""
     largest = -math.inf
     for j in range(p.shape[1]):
         largest = max(largest, p[i, j])
     total = 0.0
+    check = 0.0
     for j in range(p.shape[1]):
         total += exp_as(p[i, j] - largest, p[i, j])
-    return largest + log_as(total, p[i, 0])
+        check += p[i, j]
+    return largest + log_as(total, p[i, 0]), check
 
 
 @inlined
 def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
     """Write ``softmax(p[i])`` into ``out[i]`` (one exp per element) and return
-    ``logsumexp(p[i])``."""
+    ``logsumexp(p[i])`` and the sum of the row (see :func:`_log_sum_exp`)."""
     largest = p[i, 0]
     for j in range(1, p.shape[1]):
         largest = max(largest, p[i, j])
     total = 0.0
+    check = 0.0
     for j in range(p.shape[1]):
         e = exp_as(p[i, j] - largest, p[i, j])
         out[i, j] = e
         total += e
+        check += p[i, j]
     inverse = 1.0 / total
     for j in range(p.shape[1]):
         out[i, j] *= inverse
-    return largest + log_as(total, p[i, 0])
-
-
-@inlined
-def _row_guard(t, p, i):  # type: ignore[no-untyped-def]
-    """0, or NaN if row ``i`` of ``t`` or ``p`` holds inf or NaN (see
-    :func:`finite_guard`); the row is in L1 cache when this reads it."""
-    check = 0.0
-    for j in range(p.shape[1]):
-        check += t[i, j] + p[i, j]
-    return finite_guard(check)
+    return largest + log_as(total, p[i, 0]), check
 
 
 @inlined
@@ -243,7 +249,7 @@ def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untype
     classes = p.shape[1]
     total = 0.0
     for i in prange(p.shape[0]):
-        lse = _log_sum_exp(p, i)
+        lse, _ = _log_sum_exp(p, i)
         row = 0.0
         for j in range(classes):
             row -= (t[i, j] * (1.0 - b) + b / classes) * (p[i, j] - lse)
@@ -257,7 +263,7 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
-        lse = _softmax_into(p, i, grad)
+        lse, _ = _softmax_into(p, i, grad)
         row = 0.0
         target_sum = 0.0
         for j in range(classes):
@@ -276,46 +282,45 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
 # --- sparse categorical crossentropy: labels t of shape (rows,) --------------
 
 
-@inlined
-def _label_row_guard(t, p, i):  # type: ignore[no-untyped-def]
-    """:func:`_row_guard` for a row of scores and its one label."""
-    check = t[i]
-    for j in range(p.shape[1]):
-        check += p[i, j]
-    return finite_guard(check)
-
-
 @njit(inline="always", error_model="numpy")
 def _label(t, i, classes):  # type: ignore[no-untyped-def]
     label = int(t[i])  # truncation, as the reference's cast to int32
     return label, 0 <= label < classes
 
 
+# Each row adds finite_guard(row sum + label): NaN for an inf or NaN score or
+# label anywhere in the row (labels outside [0, classes) included, whose loss
+# is 0 but whose reference gradient still sees the row).
+
+
 @entry_point
 def sparse_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
-        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
+        norm = _row_sum(p, i)
+        total += finite_guard(norm + t[i])
         if valid:
-            q, _ = clip(p[i, label] / _row_sum(p, i), a, cast_as(1.0 - a, a))
+            q, _ = clip(p[i, label] / norm, a, high)
             total += -w[i * w_step] * log_as(q, p[i, 0])
     return total
 
 
 @entry_point
 def sparse_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
-        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
+        norm = _row_sum(p, i)
+        total += finite_guard(norm + t[i])
         for j in range(p.shape[1]):
             grad[i, j] = 0.0
         if valid:
             weight = w[i * w_step]
-            norm = _row_sum(p, i)
             q_raw = p[i, label] / norm
-            q, inside = clip(q_raw, a, cast_as(1.0 - a, a))
+            q, inside = clip(q_raw, a, high)
             total += -weight * log_as(q, p[i, 0])
             g = -inside / q  # d loss / d q_label
             factor = scale * weight / norm
@@ -331,9 +336,10 @@ def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
-        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
+        lse, check = _log_sum_exp(p, i)
+        total += finite_guard(check + t[i])
         if valid:
-            total += w[i * w_step] * (_log_sum_exp(p, i) - p[i, label])
+            total += w[i * w_step] * (lse - p[i, label])
     return total
 
 
@@ -342,14 +348,14 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
-        total += _label_row_guard(t, p, i)  # 0, or NaN for inf/NaN inputs
         if not valid:
+            total += finite_guard(_row_sum(p, i) + t[i])
             for j in range(p.shape[1]):
                 grad[i, j] = 0.0
             continue
         weight = w[i * w_step]
-        lse = _softmax_into(p, i, grad)
-        total += weight * (lse - p[i, label])
+        lse, check = _softmax_into(p, i, grad)
+        total += weight * (lse - p[i, label]) + finite_guard(check + t[i])
         factor = scale * weight
         for j in range(p.shape[1]):
             grad[i, j] *= factor
