@@ -18,92 +18,32 @@ import numpy as np
 from keras.src.losses import loss as keras_loss_module
 
 import losskit
+from losskit import spec as spec_module
 
 Inputs = tuple[np.ndarray, np.ndarray]
 
 
-def _softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    e = np.exp(x - x.max(axis=axis, keepdims=True))
-    return e / e.sum(axis=axis, keepdims=True)
-
-
-def _one_hot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    labels = rng.integers(0, shape[-1], size=shape[:-1])
-    return np.eye(shape[-1])[labels]
-
-
-def real_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.normal(size=shape) * 2.0, rng.normal(size=shape) * 2.0
-
-
-def percentage_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    y_true = rng.uniform(0.5, 3.0, size=shape) * rng.choice([-1.0, 1.0], size=shape)
-    return y_true, rng.normal(size=shape) * 2.0
-
-
-def log_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.uniform(-0.5, 4.0, size=shape), rng.uniform(-0.5, 4.0, size=shape)
-
-
-def sign_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.choice([-1.0, 1.0], size=shape), rng.normal(size=shape)
-
-
-def binary_score_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.integers(0, 2, size=shape).astype(float), rng.normal(size=shape)
-
-
-def one_hot_scores(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return _one_hot(rng, shape), rng.normal(size=shape)
-
-
-def distribution_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return _softmax(rng.normal(size=shape)), _softmax(rng.normal(size=shape))
-
-
-def count_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.poisson(2.0, size=shape).astype(float), rng.uniform(0.1, 4.0, size=shape)
-
-
-def binary_probabilities(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.integers(0, 2, size=shape).astype(float), rng.uniform(0.02, 0.98, size=shape)
-
-
-def binary_logits(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.uniform(0.0, 1.0, size=shape), rng.normal(size=shape) * 3.0
-
-
-def categorical_probabilities(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return _one_hot(rng, shape), rng.uniform(0.05, 1.0, size=shape)
-
-
-def categorical_logits(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return _one_hot(rng, shape), rng.normal(size=shape) * 3.0
-
-
-def sparse_probabilities(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    labels = rng.integers(0, shape[-1], size=shape[:-1]).astype(float)
-    return labels, rng.uniform(0.05, 1.0, size=shape)
-
-
-def sparse_logits(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    labels = rng.integers(0, shape[-1], size=shape[:-1]).astype(float)
-    return labels, rng.normal(size=shape) * 3.0
-
-
-def mask_pair(rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
-    return rng.integers(0, 2, size=shape).astype(float), rng.uniform(0.0, 1.0, size=shape)
-
-
 @dataclass(frozen=True)
 class Case:
-    """One loss class with fixed constructor arguments and an input maker."""
+    """One loss class with fixed constructor arguments; its inputs are drawn
+    from its spec's domain (``losskit.spec.DOMAINS``) unless ``domain`` says
+    otherwise."""
 
     loss: str
-    inputs: Callable[[np.random.Generator, tuple[int, ...]], Inputs]
     kwargs: dict[str, Any] = field(default_factory=dict)
     keras_kwargs: dict[str, Any] | None = None  # where Keras needs others
     keras_function_matches: bool = True  # Keras 3.15's function gives the fixed value
+    domain: str | None = None
+
+    @property
+    def spec(self) -> spec_module.LossSpec:
+        found = next((s for s in spec_module.SPECS if s.cls.__name__ == self.loss), None)
+        assert found is not None, f"no spec for {self.loss}"
+        return found
+
+    def inputs(self, rng: np.random.Generator, shape: tuple[int, ...]) -> Inputs:
+        domain = self.domain or self.spec.input_domain(self.kwargs)
+        return spec_module.DOMAINS[domain](rng, shape)
 
     @property
     def id(self) -> str:
@@ -112,8 +52,7 @@ class Case:
 
     @property
     def function(self) -> Callable[..., Any]:
-        info = next(i for i in losskit.LOSSES if i.cls.__name__ == self.loss)
-        return info.function
+        return self.spec.function
 
     def losskit_loss(self, **extra: Any) -> losskit.Loss:
         return getattr(losskit, self.loss)(**self.kwargs, **extra)
@@ -129,48 +68,35 @@ class Case:
 
 
 CASES: tuple[Case, ...] = (
-    Case("MeanSquaredError", real_pair),
-    Case("MeanAbsoluteError", real_pair),
-    Case("MeanAbsolutePercentageError", percentage_pair),
-    Case("MeanSquaredLogarithmicError", log_pair),
-    Case("CosineSimilarity", real_pair),
-    Case("Huber", real_pair),
-    Case("Huber", real_pair, {"delta": 0.5}),
-    Case("LogCosh", real_pair),
-    Case("Hinge", sign_pair),
-    Case("Hinge", binary_score_pair),
-    Case("SquaredHinge", sign_pair),
-    Case("SquaredHinge", binary_score_pair),
-    Case("CategoricalHinge", one_hot_scores),
-    Case("KLDivergence", distribution_pair),
-    Case("Poisson", count_pair),
-    Case("BinaryCrossentropy", binary_probabilities),
-    Case("BinaryCrossentropy", binary_logits, {"from_logits": True}),
-    Case("BinaryCrossentropy", binary_probabilities, {"label_smoothing": 0.2}),
-    Case("CategoricalCrossentropy", categorical_probabilities),
-    Case("CategoricalCrossentropy", categorical_logits, {"from_logits": True}),
-    Case(
-        "CategoricalCrossentropy",
-        categorical_logits,
-        {"from_logits": True, "label_smoothing": 0.1},
-    ),
-    Case("SparseCategoricalCrossentropy", sparse_probabilities),
-    Case("SparseCategoricalCrossentropy", sparse_logits, {"from_logits": True}),
-    Case(
-        "SparseCategoricalCrossentropy",
-        sparse_logits,
-        {"from_logits": True, "ignore_class": 1},
-    ),
-    Case("Dice", mask_pair),
-    Case("Tversky", mask_pair),
+    Case("MeanSquaredError"),
+    Case("MeanAbsoluteError"),
+    Case("MeanAbsolutePercentageError"),
+    Case("MeanSquaredLogarithmicError"),
+    Case("CosineSimilarity"),
+    Case("Huber"),
+    Case("Huber", {"delta": 0.5}),
+    Case("LogCosh"),
+    Case("Hinge"),
+    Case("Hinge", domain="binary_scores"),
+    Case("SquaredHinge"),
+    Case("SquaredHinge", domain="binary_scores"),
+    Case("CategoricalHinge"),
+    Case("KLDivergence"),
+    Case("Poisson"),
+    Case("BinaryCrossentropy"),
+    Case("BinaryCrossentropy", {"from_logits": True}),
+    Case("BinaryCrossentropy", {"label_smoothing": 0.2}),
+    Case("CategoricalCrossentropy"),
+    Case("CategoricalCrossentropy", {"from_logits": True}),
+    Case("CategoricalCrossentropy", {"from_logits": True, "label_smoothing": 0.1}),
+    Case("SparseCategoricalCrossentropy"),
+    Case("SparseCategoricalCrossentropy", {"from_logits": True}),
+    Case("SparseCategoricalCrossentropy", {"from_logits": True, "ignore_class": 1}),
+    Case("Dice"),
+    Case("Tversky"),
     # Keras 3.15 swaps alpha and beta: its Tversky(alpha=b, beta=a) is the fixed
     # Tversky(alpha=a, beta=b).
-    Case(
-        "Tversky",
-        mask_pair,
-        {"alpha": 0.7, "beta": 0.2},
-        keras_kwargs={"alpha": 0.2, "beta": 0.7},
-    ),
+    Case("Tversky", {"alpha": 0.7, "beta": 0.2}, keras_kwargs={"alpha": 0.2, "beta": 0.7}),
 )
 
 REGRESSION_LIKE = {c.loss for c in CASES[:8]}

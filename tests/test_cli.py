@@ -282,8 +282,11 @@ def test_bundled_example(capsys: pytest.CaptureFixture[str]) -> None:
     import csv
     from importlib import resources
 
-    with resources.as_file(resources.files("losskit") / "data" / "diabetes_predictions.csv") as p:
-        rows = list(csv.DictReader(p.open()))
+    with (
+        resources.as_file(resources.files("losskit") / "data" / "diabetes_predictions.csv") as p,
+        p.open() as stream,
+    ):
+        rows = list(csv.DictReader(stream))
     data = {
         "y_true": np.array([[float(r["y_true"])] for r in rows]),
         "y_pred": np.array([[float(r["y_pred"])] for r in rows]),

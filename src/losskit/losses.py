@@ -12,7 +12,8 @@ import collections
 import re
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import types
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
 from losskit import _array, functional, kernels
@@ -224,6 +225,11 @@ class LossFunctionWrapper(Loss):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
         self.fn = fn
         self._fn_kwargs = kwargs
+
+    @property
+    def arguments(self) -> Mapping[str, Any]:
+        """The keyword arguments passed to ``fn`` (read-only)."""
+        return types.MappingProxyType(self._fn_kwargs)
 
     def call(self, y_true: Array, y_pred: Array) -> Array:
         xp = _array.namespace_of(y_pred)

@@ -11,11 +11,10 @@ import difflib
 import inspect
 import reprlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from losskit import functional, losses
 from losskit.losses import Loss, LossFunctionWrapper, to_snake_case
+from losskit.spec import SPECS, LossSpec
 
 __all__ = [
     "LOSSES",
@@ -26,90 +25,11 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class LossInfo:
-    """One built-in loss: its class, its function and the names it answers to."""
+LossInfo = LossSpec
+"""The registry's name for a :class:`losskit.spec.LossSpec` (one built-in loss)."""
 
-    cls: type[Loss]
-    function: Callable[..., Any]
-    family: str
-    aliases: tuple[str, ...] = ()
-
-    @property
-    def name(self) -> str:
-        """The class's default ``name`` (Keras's): what results are keyed by."""
-        default = inspect.signature(self.cls).parameters["name"].default
-        return str(default)
-
-    @property
-    def function_names(self) -> tuple[str, ...]:
-        """Every name that resolves to the function."""
-        names = (self.function.__name__, self.name, *self.aliases)
-        return tuple(dict.fromkeys(names))
-
-
-LOSSES: tuple[LossInfo, ...] = (
-    LossInfo(
-        losses.MeanSquaredError,
-        functional.mean_squared_error,
-        "regression",
-        ("mse", "MSE"),
-    ),
-    LossInfo(
-        losses.MeanAbsoluteError,
-        functional.mean_absolute_error,
-        "regression",
-        ("mae", "MAE"),
-    ),
-    LossInfo(
-        losses.MeanAbsolutePercentageError,
-        functional.mean_absolute_percentage_error,
-        "regression",
-        ("mape", "MAPE"),
-    ),
-    LossInfo(
-        losses.MeanSquaredLogarithmicError,
-        functional.mean_squared_logarithmic_error,
-        "regression",
-        ("msle", "MSLE"),
-    ),
-    LossInfo(
-        losses.CosineSimilarity,
-        functional.cosine_similarity,
-        "regression",
-        ("cosine_proximity",),
-    ),
-    LossInfo(losses.Huber, functional.huber, "regression"),
-    LossInfo(losses.LogCosh, functional.log_cosh, "regression", ("logcosh",)),
-    LossInfo(losses.Dice, functional.dice, "segmentation"),
-    LossInfo(losses.Tversky, functional.tversky, "segmentation"),
-    LossInfo(losses.Hinge, functional.hinge, "hinge"),
-    LossInfo(losses.SquaredHinge, functional.squared_hinge, "hinge"),
-    LossInfo(losses.CategoricalHinge, functional.categorical_hinge, "hinge"),
-    LossInfo(
-        losses.KLDivergence,
-        functional.kl_divergence,
-        "probabilistic",
-        ("kld", "KLD", "kullback_leibler_divergence"),
-    ),
-    LossInfo(losses.Poisson, functional.poisson, "probabilistic"),
-    LossInfo(
-        losses.BinaryCrossentropy,
-        functional.binary_crossentropy,
-        "probabilistic",
-        ("bce", "BCE"),
-    ),
-    LossInfo(
-        losses.CategoricalCrossentropy,
-        functional.categorical_crossentropy,
-        "probabilistic",
-    ),
-    LossInfo(
-        losses.SparseCategoricalCrossentropy,
-        functional.sparse_categorical_crossentropy,
-        "probabilistic",
-    ),
-)
+LOSSES: tuple[LossSpec, ...] = SPECS
+"""Every built-in loss, in the order of :data:`losskit.spec.SPECS`."""
 
 CLASSES: dict[str, type[Loss]] = {info.cls.__name__: info.cls for info in LOSSES}
 CLASSES.update({"Loss": Loss, "LossFunctionWrapper": LossFunctionWrapper})

@@ -23,6 +23,7 @@ from losskit.cli._deps import CLIError, require
 from losskit.cli.histogram import ResidualHistogram, quantile_limits
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
+from losskit.spec import SPECS, spec_of
 
 FORMATS = (".png", ".svg", ".pdf")
 
@@ -45,19 +46,15 @@ _AXES = {
 }
 # Targets of the curves for losses that depend on y_true beyond the residual.
 _TARGETS = (0.5, 1.0, 2.0, 5.0)
-_PLOTTABLE = {
-    "MeanSquaredError": "regression",
-    "MeanAbsoluteError": "regression",
-    "MeanAbsolutePercentageError": "regression",
-    "MeanSquaredLogarithmicError": "regression",
-    "CosineSimilarity": "regression",
-    "Huber": "regression",
-    "LogCosh": "regression",
-    "Hinge": "hinge",
-    "SquaredHinge": "hinge",
-    "BinaryCrossentropy": "probabilistic",
-    "Poisson": "probabilistic",
-}
+
+
+def _plot_axis(loss: Loss) -> Axis | None:
+    """The axis a loss is drawn against (its spec's ``plot``), or None."""
+    found = spec_of(type(loss))
+    return None if found is None or found.plot is None else _AXES[found.plot]
+
+
+_PLOTTABLE = sorted(s.cls.__name__ for s in SPECS if s.plot is not None)
 
 
 def _matplotlib() -> Any:
@@ -110,7 +107,8 @@ def plot_losses(losses_: Sequence[Loss], output: str) -> None:
     rows = len(losses_)
     figure, grid = plt.subplots(rows, 3, figsize=(13, 2.9 * rows), squeeze=False)
     for row, loss in enumerate(losses_):
-        axis = _AXES[_PLOTTABLE[type(loss).__name__]]
+        axis = _plot_axis(loss)
+        assert axis is not None  # plottable() chose it
         dependent = depends_on_target(loss, axis)
         targets = _TARGETS if dependent else axis.y_true
         value_axes, slope_axes, target_axes = grid[row]
@@ -160,10 +158,10 @@ def plottable(text: str | None) -> list[Loss]:
     given explicitly must be, families and ``all`` keep those that can."""
     chosen = []
     for choice in parse_losses(text):
-        if type(choice.loss).__name__ in _PLOTTABLE:
+        if _plot_axis(choice.loss) is not None:
             chosen.append(choice.loss)
         elif not choice.optional:
-            names = ", ".join(sorted(_PLOTTABLE))
+            names = ", ".join(_PLOTTABLE)
             raise CLIError(
                 f"Cannot plot {choice.name}: its value depends on several outputs "
                 f"(or the whole array), not on one residual. Plottable: {names}."

@@ -1,19 +1,25 @@
-"""Fused fast paths, dispatched by loss, library, device, dtype and layout.
+"""Fused fast paths, dispatched by each loss's spec and the input's library,
+device, dtype and layout.
 
-A built-in loss class first offers its call to :func:`fused_call`.  Where the
-input allows it (NumPy arrays or PyTorch CPU tensors, C-contiguous float32 or
-float64 of the class's dtype, weights that are None, a scalar or one per
-sample, no mask, a reducing reduction, at least :data:`MIN_ELEMENTS`
-elements, and Numba installed) one compiled pass computes the reduced loss,
-and with a torch ``y_pred`` that requires grad, its gradient too (so
-``backward()`` costs nothing more).  The kernels are Numba loops
-(:mod:`._numba_elementwise`, :mod:`._numba_rowwise`) that LLVM vectorises;
-exp and log come from :mod:`._vmath`, branch-free versions that vectorise too
-(Numba's own are scalar C-library calls), computed in the input's precision.
-Otherwise it returns None and the
-reference implementation runs.  Results equal the reference's up to float
-rounding (sums are accumulated in float64); ``tests/test_kernels.py`` checks
-values and gradients on random inputs for every reduction and weight kind.
+A built-in loss class first offers its call to :func:`fused_call`.  Its spec
+(:mod:`losskit.spec`) names a kernel entry point and the constants it takes
+(:func:`entries`); nothing here matches class names.  Where the input allows
+it (NumPy arrays or plain PyTorch CPU tensors, C-contiguous float32 or float64
+of the class's dtype, weights that are None, a scalar or one per sample, no
+mask, a reducing reduction, at least :data:`MIN_ELEMENTS` elements, and Numba
+installed) one compiled pass computes the reduced loss, and with a torch
+``y_pred`` that requires grad, its gradient too (so ``backward()`` costs
+nothing more).  The kernels are Numba loops (:mod:`._numba_elementwise`,
+:mod:`._numba_rowwise`) that LLVM vectorises; exp and log come from
+:mod:`._vmath`, branch-free versions that vectorise too (Numba's own are
+scalar C-library calls), computed in the input's precision.
+
+Otherwise, and wherever inf or NaN shows up (each kernel's total carries a
+guard that turns NaN for a non-finite input or derivative), it returns None
+and the reference implementation runs, which defines the inf/NaN pattern.
+Results equal the reference's up to float rounding (sums are accumulated in
+float64): ``tests/test_fast_path_fuzz.py`` checks values and gradients on
+edge data, ``tests/test_kernels.py`` on random valid inputs.
 
 ``losskit.set_backend_preference("reference")`` (or ``LOSSKIT_BACKEND=reference``)
 turns fast paths off.
@@ -21,6 +27,7 @@ turns fast paths off.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import math
 import numbers
@@ -61,70 +68,149 @@ def available() -> bool:
 
 
 @dataclass(frozen=True)
-class Plan:
-    """Which kernels compute a loss, with their parameters ``a`` and ``b``.
+class Entry:
+    """A named pair of fused kernels.
 
     ``forward(t, p, w, w_step, a, b)`` returns ``sum_i w_i loss_i`` and
     ``forward_backward(..., scale, grad)`` also writes ``scale`` times its
-    gradient into ``grad``.
+    gradient into ``grad``; ``constants`` names what the ``a`` and ``b`` slots
+    hold (None: unused), and a spec's :class:`~losskit.spec.KernelBinding`
+    supplies them by those names.
     """
 
     forward: Callable[..., Any]
     forward_backward: Callable[..., Any]
-    a: float = 0.0
-    b: float = 0.0
-    labels: bool = False  # sparse: y_true holds one label per row
-    checked_hinge: bool = False
-    overlap: str | None = None  # "dice" or "tversky": global sums, 0-d loss
-    elementwise: bool = False  # a term per element: rows may be regrouped
+    constants: tuple[str | None, ...] = ()
+    # "elementwise": a term per element (rows may be regrouped); "rows": a term
+    # per row; "labels": a row and its integer label; "checked_hinge": hinge
+    # with Keras's label conversion decided in the pass; "overlap": the three
+    # global sums of Dice and Tversky (a 0-d loss)
+    layout: str = "elementwise"
     averaged: bool = True  # the term is averaged (not summed) over a row
 
+    @property
+    def names(self) -> tuple[str, ...]:
+        return tuple(name for name in self.constants if name is not None)
 
-def _kernel_key(name: str, options: dict[str, Any], ndim: int) -> tuple[str, float, float] | None:
-    """The kernel family of a loss and its parameters, or None if unsupported."""
-    eps = _config.epsilon()
-    last_axis = options.get("axis", -1) in (-1, ndim - 1, (-1,), [-1], (ndim - 1,), [ndim - 1])
-    logits = "FromLogits" if options.get("from_logits") else ""
-    smoothing = float(options.get("label_smoothing", 0.0))
-    if name in ("MeanSquaredError", "MeanAbsoluteError", "LogCosh", "CategoricalHinge"):
-        return name, 0.0, 0.0
-    if name in ("MeanAbsolutePercentageError", "MeanSquaredLogarithmicError", "Poisson"):
-        return name, eps, 0.0
-    if name in ("KLDivergence", "CosineSimilarity") and last_axis:
-        return name, eps, 0.0
-    if name == "Huber":
-        return name, float(options["delta"]), 0.0
-    if name in ("Hinge", "SquaredHinge"):
-        return "Hinge", 1.0, 1.0 if name == "SquaredHinge" else 0.0
-    if name in ("BinaryCrossentropy", "CategoricalCrossentropy") and last_axis:
-        return name + logits, eps, smoothing
-    if name == "SparseCategoricalCrossentropy" and last_axis and options["ignore_class"] is None:
-        return name + logits, eps, 0.0
-    if name in ("Dice", "Tversky") and options["axis"] is None:
-        return name, 0.0, 0.0
-    return None
+
+@functools.cache
+def entries() -> dict[str, Entry]:
+    """Every kernel entry point, by the name a spec's binding uses."""
+    from losskit.kernels import _numba_elementwise as e
+    from losskit.kernels import _numba_rowwise as r
+
+    eps, smoothing = "epsilon", "label_smoothing"
+    return {
+        "squared_error": Entry(e.squared_error_forward, e.squared_error_forward_backward),
+        "absolute_error": Entry(e.absolute_error_forward, e.absolute_error_forward_backward),
+        "absolute_percentage_error": Entry(
+            e.absolute_percentage_error_forward,
+            e.absolute_percentage_error_forward_backward,
+            (eps,),
+        ),
+        "squared_logarithmic_error": Entry(
+            e.squared_logarithmic_error_forward,
+            e.squared_logarithmic_error_forward_backward,
+            (eps,),
+        ),
+        "huber": Entry(e.huber_forward, e.huber_forward_backward, ("delta",)),
+        "log_cosh": Entry(e.log_cosh_forward, e.log_cosh_forward_backward),
+        "poisson": Entry(e.poisson_forward, e.poisson_forward_backward, (eps,)),
+        "kl_divergence": Entry(
+            e.kl_divergence_forward, e.kl_divergence_forward_backward, (eps,), averaged=False
+        ),
+        "binary_crossentropy": Entry(
+            e.binary_crossentropy_forward,
+            e.binary_crossentropy_forward_backward,
+            (eps, smoothing),
+        ),
+        "binary_crossentropy_from_logits": Entry(
+            e.binary_crossentropy_from_logits_forward,
+            e.binary_crossentropy_from_logits_forward_backward,
+            (None, smoothing),
+        ),
+        "hinge": Entry(
+            e.hinge_checked_forward,
+            e.hinge_checked_forward_backward,
+            (None, "squared"),
+            layout="checked_hinge",
+        ),
+        "cosine_similarity": Entry(
+            r.cosine_forward, r.cosine_forward_backward, (eps,), layout="rows"
+        ),
+        "categorical_hinge": Entry(
+            r.categorical_hinge_forward, r.categorical_hinge_forward_backward, layout="rows"
+        ),
+        "categorical_crossentropy": Entry(
+            r.categorical_forward, r.categorical_forward_backward, (eps, smoothing), layout="rows"
+        ),
+        "categorical_crossentropy_from_logits": Entry(
+            r.categorical_logits_forward,
+            r.categorical_logits_forward_backward,
+            (None, smoothing),
+            layout="rows",
+        ),
+        "sparse_categorical_crossentropy": Entry(
+            r.sparse_forward, r.sparse_forward_backward, (eps,), layout="labels"
+        ),
+        "sparse_categorical_crossentropy_from_logits": Entry(
+            r.sparse_logits_forward, r.sparse_logits_forward_backward, layout="labels"
+        ),
+        "dice": Entry(r.overlap_sums, r.affine_in_true, layout="overlap"),
+        "tversky": Entry(r.overlap_sums, r.affine_in_true, ("alpha", "beta"), layout="overlap"),
+    }
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A loss object's entry point and the values of its ``a`` and ``b`` slots."""
+
+    entry: Entry
+    binding: Any  # losskit.spec.KernelBinding
+    a: float = 0.0
+    b: float = 0.0
+
+    @property
+    def forward(self) -> Callable[..., Any]:
+        return self.entry.forward
+
+    @property
+    def forward_backward(self) -> Callable[..., Any]:
+        return self.entry.forward_backward
+
+    @property
+    def labels(self) -> bool:
+        return self.entry.layout == "labels"
+
+    @property
+    def checked_hinge(self) -> bool:
+        return self.entry.layout == "checked_hinge"
+
+    @property
+    def overlap(self) -> bool:
+        return self.entry.layout == "overlap"
+
+    @property
+    def elementwise(self) -> bool:
+        return self.entry.layout in ("elementwise", "checked_hinge")
+
+    @property
+    def averaged(self) -> bool:
+        return self.entry.averaged
 
 
 def _plan(loss: Any, ndim: int) -> Plan | None:
-    from losskit.kernels import _numba_elementwise as elementwise
-    from losskit.kernels import _numba_rowwise as rowwise
+    """The plan of a built-in loss object (its spec's kernel binding), or None."""
+    from losskit.spec import spec_of
 
-    if type(loss).__module__ != "losskit.losses":
+    spec = spec_of(type(loss))
+    binding = None if spec is None else spec.kernel_for(loss.arguments, ndim)
+    if binding is None:
         return None
-    found = _kernel_key(type(loss).__name__, loss._fn_kwargs, ndim)
-    if found is None:
-        return None
-    key, a, b = found
-    labels = key.startswith("Sparse")
-    if key == "Hinge":
-        kernels = (elementwise.hinge_checked_forward, elementwise.hinge_checked_forward_backward)
-        return Plan(*kernels, a, b, checked_hinge=True, elementwise=True)
-    if key in ("Dice", "Tversky"):
-        return Plan(rowwise.overlap_sums, rowwise.affine_in_true, overlap=key.lower())
-    if key in elementwise.KERNELS:
-        averaged = key != "KLDivergence"
-        return Plan(*elementwise.KERNELS[key], a, b, elementwise=True, averaged=averaged)
-    return Plan(*rowwise.ROWWISE_KERNELS[key], a, b, labels=labels)
+    entry = entries()[binding.entry]
+    values = dict(binding.constants)
+    slots = [0.0 if name is None else values[name] for name in entry.constants]
+    return Plan(entry, binding, *slots)
 
 
 # --- inputs ---------------------------------------------------------------------
@@ -248,9 +334,7 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
 
 
 def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
-    if not _NUMBA or _config.backend_preference() != "fast" or mask is not None:
-        return None
-    if loss.reduction in (None, "none"):
+    if mask is not None or loss.reduction in (None, "none"):
         return None
     is_torch = _plain_cpu_tensor(y_pred)
     p = _host_array(y_pred, allow_grad=True)
@@ -262,7 +346,7 @@ def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
     inputs = _inputs(plan, y_true, p, p.dtype)
     if inputs is None:
         return None
-    if plan.overlap is not None:
+    if plan.overlap:
         if sample_weight is not None:
             return None
         return _overlap_call(loss, plan, inputs, y_true, y_pred, is_torch)
@@ -435,14 +519,13 @@ def _overlap_call(
     eps = _config.epsilon()
     # The value as the reference finishes it; the gradient, d value / d p =
     # slope * t + offset, derived by hand from the same expression.
-    if plan.overlap == "dice":
+    if plan.binding.entry == "dice":
         value = segmentation.dice_from_sums(intersection, true_sum, pred_sum)
         denominator = true_sum + pred_sum + eps
         slope = -2.0 / denominator
         offset = 2.0 * intersection / denominator / denominator
     else:
-        config = loss.get_config()
-        alpha, beta = float(config["alpha"]), float(config["beta"])
+        alpha, beta = plan.binding.constant("alpha"), plan.binding.constant("beta")
         false_positive = pred_sum - intersection
         false_negative = true_sum - intersection
         value = segmentation.tversky_from_counts(

@@ -379,27 +379,3 @@ def hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
 @entry_point
 def hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, hinge, p.shape[1])
-
-
-KERNELS = {
-    "MeanSquaredError": (squared_error_forward, squared_error_forward_backward),
-    "MeanAbsoluteError": (absolute_error_forward, absolute_error_forward_backward),
-    "MeanAbsolutePercentageError": (
-        absolute_percentage_error_forward,
-        absolute_percentage_error_forward_backward,
-    ),
-    "MeanSquaredLogarithmicError": (
-        squared_logarithmic_error_forward,
-        squared_logarithmic_error_forward_backward,
-    ),
-    "Huber": (huber_forward, huber_forward_backward),
-    "LogCosh": (log_cosh_forward, log_cosh_forward_backward),
-    "Poisson": (poisson_forward, poisson_forward_backward),
-    "KLDivergence": (kl_divergence_forward, kl_divergence_forward_backward),
-    "BinaryCrossentropy": (binary_crossentropy_forward, binary_crossentropy_forward_backward),
-    "BinaryCrossentropyFromLogits": (
-        binary_crossentropy_from_logits_forward,
-        binary_crossentropy_from_logits_forward_backward,
-    ),
-    "Hinge": (hinge_forward, hinge_forward_backward),
-}

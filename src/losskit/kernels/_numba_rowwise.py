@@ -392,19 +392,3 @@ def affine_in_true(t, slope, offset, grad):  # type: ignore[no-untyped-def]
     for i in prange(t.shape[0]):
         for j in range(t.shape[1]):
             grad[i, j] = slope * t[i, j] + offset
-
-
-ROWWISE_KERNELS = {
-    "CosineSimilarity": (cosine_forward, cosine_forward_backward),
-    "CategoricalHinge": (categorical_hinge_forward, categorical_hinge_forward_backward),
-    "CategoricalCrossentropy": (categorical_forward, categorical_forward_backward),
-    "CategoricalCrossentropyFromLogits": (
-        categorical_logits_forward,
-        categorical_logits_forward_backward,
-    ),
-    "SparseCategoricalCrossentropy": (sparse_forward, sparse_forward_backward),
-    "SparseCategoricalCrossentropyFromLogits": (
-        sparse_logits_forward,
-        sparse_logits_forward_backward,
-    ),
-}
