@@ -237,8 +237,6 @@ class LossFunctionWrapper(Loss):
         return self.fn(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self) -> dict[str, Any]:
-        from losskit.registry import serialize_function
-
         config = super().get_config()
         config["fn"] = serialize_function(self.fn)
         config.update(self._fn_kwargs)
@@ -246,12 +244,35 @@ class LossFunctionWrapper(Loss):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Loss:
-        from losskit.registry import deserialize_function
-
+        """Rebuild from :meth:`get_config`: ``fn`` is a function or the config
+        of one of losskit's functions (``losskit.deserialize`` also resolves
+        aliases and ``custom_objects`` before calling this)."""
         config = dict(config)
-        if "fn" in config:
-            config["fn"] = deserialize_function(config["fn"])
+        if "fn" in config and not callable(config["fn"]):
+            config["fn"] = _builtin_function(config["fn"])
         return cls(**config)
+
+
+def serialize_function(fn: Callable[..., Any]) -> dict[str, Any]:
+    """Keras's config of a plain function: it is referred to by name."""
+    return {
+        "module": "builtins",
+        "class_name": "function",
+        "config": getattr(fn, "__name__", repr(fn)),
+        "registered_name": "function",
+    }
+
+
+def _builtin_function(config: Any) -> Callable[..., Any]:
+    """The losskit function a function config names (by its ``__name__``)."""
+    name = config.get("config") if isinstance(config, Mapping) else config
+    if isinstance(name, str) and name in functional.__all__:
+        return getattr(functional, name)
+    shown = repr(name) if len(repr(name)) <= 80 else repr(name)[:77] + "..."
+    raise ValueError(
+        f"Unknown loss function {shown} in a LossFunctionWrapper config. Functions of "
+        "your own resolve through losskit.deserialize(config, custom_objects={...})."
+    )
 
 
 class _BuiltinLoss(LossFunctionWrapper):

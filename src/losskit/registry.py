@@ -13,7 +13,7 @@ import reprlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from losskit.losses import Loss, LossFunctionWrapper, to_snake_case
+from losskit.losses import Loss, LossFunctionWrapper, serialize_function, to_snake_case
 from losskit.spec import SPECS, LossSpec
 
 __all__ = [
@@ -135,16 +135,6 @@ def get(identifier: Any) -> Any:
         "Could not interpret loss identifier: expected a name, a config dict, a "
         f"Loss or a callable. Received: {identifier!r} of type {type(identifier).__name__}."
     )
-
-
-def serialize_function(fn: Callable[..., Any]) -> dict[str, Any]:
-    """Keras's config of a plain function: it is referred to by name."""
-    return {
-        "module": "builtins",
-        "class_name": "function",
-        "config": getattr(fn, "__name__", repr(fn)),
-        "registered_name": "function",
-    }
 
 
 def serialize(loss: Any) -> dict[str, Any]:

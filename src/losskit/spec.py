@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from losskit import _config, functional, losses
+from losskit import _config, functional, kernels, losses
 from losskit.losses import Loss
 
 __all__ = ["DOMAINS", "SPECS", "KernelBinding", "LossSpec", "spec_of"]
@@ -374,6 +374,9 @@ SPECS: tuple[LossSpec, ...] = (
 )
 
 _BY_CLASS: dict[type, LossSpec] = {spec.cls: spec for spec in SPECS}
+for _spec in SPECS:
+    if _spec.kernel is not None:
+        kernels.bind(_spec.cls, _spec.kernel)
 
 
 def spec_of(cls: type) -> LossSpec | None:

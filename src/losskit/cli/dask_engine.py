@@ -21,7 +21,7 @@ from typing import Any
 
 from losskit.cli import readers
 from losskit.cli._deps import CLIError, require
-from losskit.cli.evaluate import Plan, Work, evaluate_piece
+from losskit.cli.engine import Plan, Work, evaluate_piece
 from losskit.cli.progress import Progress
 
 FAN_IN = 8

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from losskit.cli._deps import CLIError, require
+from losskit.cli.engine import group_label
 from losskit.cli.histogram import ResidualHistogram, quantile_limits
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
@@ -228,6 +229,5 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
 
 
 def _label(key: Any) -> str:
-    from losskit.cli.evaluate import group_label
 
     return group_label(key)

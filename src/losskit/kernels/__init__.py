@@ -199,12 +199,21 @@ class Plan:
         return self.entry.averaged
 
 
+# Kernel selectors by loss class, given by losskit.spec when it is imported (so
+# this module needs no import of the spec table, which imports the losses).
+_SELECTORS: dict[type, Callable[[Any, int], Any]] = {}
+
+
+def bind(cls: type, selector: Callable[[Any, int], Any]) -> None:
+    """Let instances of exactly ``cls`` take the fast path that
+    ``selector(arguments, ndim)`` names (a ``KernelBinding``, or None)."""
+    _SELECTORS[cls] = selector
+
+
 def _plan(loss: Any, ndim: int) -> Plan | None:
     """The plan of a built-in loss object (its spec's kernel binding), or None."""
-    from losskit.spec import spec_of
-
-    spec = spec_of(type(loss))
-    binding = None if spec is None else spec.kernel_for(loss.arguments, ndim)
+    selector = _SELECTORS.get(type(loss))
+    binding = None if selector is None else selector(loss.arguments, ndim)
     if binding is None:
         return None
     entry = entries()[binding.entry]
