@@ -26,13 +26,14 @@ from _measure import Spec, measure
 __all__ = [
     "COLUMNS",
     "COLUMN_DESCRIPTIONS",
-    "INPUT_DESCRIPTIONS",
+    "DOMAIN_DESCRIPTIONS",
     "KERAS_BACKENDS",
     "PEERS",
     "RATIO_PEERS",
     "TORCH_NN_MAPPING",
     "TORCH_NN_MISSING",
     "WorkerSettings",
+    "input_description",
     "make_inputs",
     "roofline_repeat",
     "run_worker",
@@ -128,32 +129,42 @@ def torch_nn_description(name: str) -> str:
     return "— " + TORCH_NN_MISSING.get(name, "no torch.nn.functional loss")
 
 
-#: How each loss's inputs are drawn (float32, shape (rows, cols); labels for sparse).
-INPUT_DESCRIPTIONS = {
-    "mean_squared_error": "t, p ~ N(0, 1)",
-    "mean_absolute_error": "t, p ~ N(0, 1)",
-    "mean_absolute_percentage_error": "t ~ U(0.5, 1.5), p ~ U(0, 2)",
-    "mean_squared_logarithmic_error": "t, p ~ U(0, 2)",
-    "cosine_similarity": "t, p ~ N(0, 1)",
-    "huber_loss": "t, p ~ N(0, 1)",
-    "log_cosh": "t, p ~ N(0, 1)",
-    "dice": "t in {0, 1}, p ~ U(0, 1)",
-    "tversky": "t in {0, 1}, p ~ U(0, 1)",
-    "hinge": "t in {-1, 1}, p ~ N(0, 1)",
-    "squared_hinge": "t in {-1, 1}, p ~ N(0, 1)",
-    "categorical_hinge": "t one-hot, p ~ N(0, 1)",
-    "kl_divergence": "t, p rows of probabilities (U(0.01, 1.01) normalised)",
-    "poisson": "t ~ U(0, 2), p ~ U(0.01, 2)",
-    "binary_crossentropy": "t in {0, 1}, p ~ U(0.001, 0.999)",
-    "categorical_crossentropy": "t one-hot, p rows of probabilities",
-    "sparse_categorical_crossentropy": "t int64 labels of shape (rows,), p rows of probabilities",
+#: How the inputs of each domain of valid inputs (``losskit.spec``) are drawn
+#: here: float32, shape (rows, cols); labels for the sparse crossentropy.
+DOMAIN_DESCRIPTIONS = {
+    "real": "t, p ~ N(0, 1)",
+    "nonzero_targets": "t ~ U(0.5, 1.5), p ~ U(0, 2)",
+    "above_minus_one": "t, p ~ U(0, 2)",
+    "masks": "t in {0, 1}, p ~ U(0, 1)",
+    "signs": "t in {-1, 1}, p ~ N(0, 1)",
+    "one_hot_scores": "t one-hot, p ~ N(0, 1)",
+    "distributions": "t, p rows of probabilities (U(0.01, 1.01) normalised)",
+    "counts": "t ~ U(0, 2), p ~ U(0.01, 2)",
+    "binary_probabilities": "t in {0, 1}, p ~ U(0.001, 0.999)",
+    "categorical_probabilities": "t one-hot, p rows of probabilities",
+    "sparse_probabilities": "t int64 labels of shape (rows,), p rows of probabilities",
 }
+
+
+def _domain(name: str) -> str:
+    """The spec's input domain of the loss with Keras name ``name`` (default
+    arguments)."""
+    from losskit.spec import SPECS
+
+    spec = next(s for s in SPECS if s.keras_name == name)
+    return spec.input_domain({})
+
+
+def input_description(name: str) -> str:
+    """How the benchmark draws the inputs of loss ``name``."""
+    return DOMAIN_DESCRIPTIONS[_domain(name)]
 
 
 def make_inputs(name: str, rows: int, cols: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """The ``(y_true, y_pred)`` NumPy arrays of a loss: float32 ``(rows, cols)``
     (``y_true`` of the sparse crossentropy: int64 labels ``(rows,)``), drawn as
-    :data:`INPUT_DESCRIPTIONS` says, the same for a given seed in every process."""
+    :func:`input_description` says (by the loss's input domain in
+    ``losskit.spec``), the same for a given seed in every process."""
     rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
     shape = (rows, cols)
 
@@ -183,20 +194,19 @@ def make_inputs(name: str, rows: int, cols: int, seed: int = 0) -> tuple[np.ndar
         return x
 
     recipes: dict[str, Callable[[], tuple[np.ndarray, np.ndarray]]] = {
-        "mean_absolute_percentage_error": lambda: (uniform(0.5, 1.5), uniform(0.0, 2.0)),
-        "mean_squared_logarithmic_error": lambda: (uniform(0.0, 2.0), uniform(0.0, 2.0)),
-        "dice": lambda: (binary(), uniform(0.0, 1.0)),
-        "tversky": lambda: (binary(), uniform(0.0, 1.0)),
-        "hinge": lambda: (2.0 * binary() - 1.0, normal()),
-        "squared_hinge": lambda: (2.0 * binary() - 1.0, normal()),
-        "categorical_hinge": lambda: (one_hot(), normal()),
-        "kl_divergence": lambda: (probabilities(), probabilities()),
-        "poisson": lambda: (uniform(0.0, 2.0), uniform(0.01, 2.0)),
-        "binary_crossentropy": lambda: (binary(), uniform(0.001, 0.999)),
-        "categorical_crossentropy": lambda: (one_hot(), probabilities()),
-        SPARSE: lambda: (labels(), probabilities()),
+        "real": lambda: (normal(), normal()),
+        "nonzero_targets": lambda: (uniform(0.5, 1.5), uniform(0.0, 2.0)),
+        "above_minus_one": lambda: (uniform(0.0, 2.0), uniform(0.0, 2.0)),
+        "masks": lambda: (binary(), uniform(0.0, 1.0)),
+        "signs": lambda: (2.0 * binary() - 1.0, normal()),
+        "one_hot_scores": lambda: (one_hot(), normal()),
+        "distributions": lambda: (probabilities(), probabilities()),
+        "counts": lambda: (uniform(0.0, 2.0), uniform(0.01, 2.0)),
+        "binary_probabilities": lambda: (binary(), uniform(0.001, 0.999)),
+        "categorical_probabilities": lambda: (one_hot(), probabilities()),
+        "sparse_probabilities": lambda: (labels(), probabilities()),
     }
-    y_true, y_pred = recipes.get(name, lambda: (normal(), normal()))()
+    y_true, y_pred = recipes[_domain(name)]()
     return y_true, y_pred
 
 

@@ -94,12 +94,12 @@ from _measure import WARMUP_CALLS, cpu_threads  # noqa: E402
 from _peers import (  # noqa: E402
     COLUMN_DESCRIPTIONS,
     COLUMNS,
-    INPUT_DESCRIPTIONS,
     KERAS_BACKENDS,
     PEERS,
     RATIO_PEERS,
     TORCH_NN_MAPPING,
     WorkerSettings,
+    input_description,
     roofline_repeat,
     run_worker,
     torch_nn_description,
@@ -784,7 +784,7 @@ def roofline_bandwidth(
 def list_everything() -> str:
     """``--list``: the losses, their inputs, the peers and the torch mapping."""
     lines = ["Losses (Keras default names; class names and aliases work too):"]
-    lines += [f"  {name:<32} inputs: {INPUT_DESCRIPTIONS[name]}" for name in all_losses()]
+    lines += [f"  {name:<32} inputs: {input_description(name)}" for name in all_losses()]
     lines += ["", "Columns (peers: " + ", ".join(PEERS) + "):"]
     lines += [f"  {c:<13} {COLUMN_DESCRIPTIONS[c]}" for c in COLUMNS]
     lines += ["", "torch-nn mapping:"]
@@ -869,7 +869,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "load_average": {"before": load_before, "after": [round(x, 2) for x in os.getloadavg()]},
         "columns": {c: COLUMN_DESCRIPTIONS[c] for c in columns},
         "workers": workers,
-        "inputs": {name: INPUT_DESCRIPTIONS[name] for name in losses},
+        "inputs": {name: input_description(name) for name in losses},
         "torch_nn_mapping": {name: TORCH_NN_MAPPING.get(name) for name in losses},
         "memory_methods": {
             "tracemalloc": (
