@@ -4,8 +4,9 @@ a loss object passed to ``compile`` directly warns where Keras would reweight
 it; models save and load; the metric equals the loss.
 
 The oracle is the same model compiled with the ``keras.losses`` class of the
-same name, on Keras's JAX backend (set in ``conftest.py``); one test runs a
-script on the torch backend in a subprocess.
+same name, on Keras's JAX backend (set in ``conftest.py``); one test runs the
+same scenarios, built-in losses, metric and saved model on Keras's torch
+backend, in one subprocess (``_torch_backend_results``).
 """
 
 from __future__ import annotations
@@ -118,15 +119,41 @@ def _run(
     }
 
 
-def _assert_same_run(actual: dict[str, Any], expected: dict[str, Any]) -> None:
-    np.testing.assert_allclose(actual["before"]["loss"], expected["before"]["loss"], rtol=RTOL)
-    np.testing.assert_allclose(actual["history"]["loss"], expected["history"]["loss"], rtol=RTOL)
-    np.testing.assert_allclose(actual["after"]["loss"], expected["after"]["loss"], rtol=RTOL)
-    assert len(actual["weights"]) == len(expected["weights"])
-    for a, e in zip(actual["weights"], expected["weights"], strict=True):
-        np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL)
+def _assert_same_run(actual: dict[str, Any], expected: dict[str, Any], what: str = "") -> None:
+    """``actual`` (the adapter) trained as ``expected`` (the Keras class); ``what``
+    names the case in the failure message."""
+    for stage in ("before", "after"):
+        np.testing.assert_allclose(
+            actual[stage]["loss"],
+            expected[stage]["loss"],
+            rtol=RTOL,
+            err_msg=f"{what}: evaluate() {stage} fit",
+        )
+    np.testing.assert_allclose(
+        actual["history"]["loss"],
+        expected["history"]["loss"],
+        rtol=RTOL,
+        err_msg=f"{what}: fit() history",
+    )
+    assert len(actual["weights"]) == len(expected["weights"]), f"{what}: number of weights"
+    for i, (a, e) in enumerate(zip(actual["weights"], expected["weights"], strict=True)):
+        np.testing.assert_allclose(
+            a, e, rtol=RTOL, atol=ATOL, err_msg=f"{what}: trained weights[{i}]"
+        )
     # The comparison means something only if training moved the loss.
-    assert expected["after"]["loss"] != pytest.approx(expected["before"]["loss"], rel=1e-4)
+    assert expected["after"]["loss"] != pytest.approx(expected["before"]["loss"], rel=1e-4), (
+        f"{what}: training did not change the loss"
+    )
+
+
+def _jsonable(run: dict[str, Any]) -> dict[str, Any]:
+    """A :func:`_run` result as JSON (float32 values survive exactly)."""
+    return {
+        "before": {k: float(v) for k, v in run["before"].items()},
+        "history": {k: [float(v) for v in vs] for k, vs in run["history"].items()},
+        "after": {k: float(v) for k, v in run["after"].items()},
+        "weights": [np.asarray(w).tolist() for w in run["weights"]],
+    }
 
 
 # --- weights, class weights and masks in compile / fit / evaluate --------------------------
@@ -198,6 +225,20 @@ def sparse_class_weight() -> dict[str, Any]:
 
 
 @_scenario
+def sparse_sample_weight() -> dict[str, Any]:
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(20, 4)).astype("float32")
+    return {
+        "build": lambda: _dense(4, 3, "softmax"),
+        "x": x,
+        "y": rng.integers(0, 3, size=(20,)).astype("int32"),
+        "ours": losskit.SparseCategoricalCrossentropy(),
+        "theirs": keras.losses.SparseCategoricalCrossentropy(),
+        "fit": {"sample_weight": rng.uniform(0.0, 3.0, size=20).astype("float32")},
+    }
+
+
+@_scenario
 def masked_lstm_mse() -> dict[str, Any]:
     rng = np.random.default_rng(5)
     x = _tokens(rng, 16)
@@ -226,16 +267,41 @@ def masked_sparse_ignore_class() -> dict[str, Any]:
     }
 
 
-@pytest.mark.parametrize("name", sorted(SCENARIOS))
-def test_compiled_adapter_gives_keras_numbers(name: str) -> None:
+def _per_timestep(weights: np.ndarray) -> np.ndarray:
+    """``(N, 1)`` sequence weights as the same weights of shape ``(N, STEPS)``.
+
+    Keras 3.15.1's torch backend cannot combine narrower weights with a mask:
+    ``apply_mask`` multiplies in place (``sample_weight *= float_mask``), and torch
+    refuses to broadcast ``(N, 1)`` up to the mask's ``(N, STEPS)`` in place
+    ("output with shape [N, 1] doesn't match the broadcast shape"), with
+    ``keras.losses`` classes as with the adapter.  On JAX the weights broadcast.
+    """
+    if weights.ndim == 2 and weights.shape[1] == 1:
+        return np.ascontiguousarray(np.broadcast_to(weights, (len(weights), STEPS)))
+    return weights
+
+
+def _scenario_runs(
+    name: str, per_timestep_weights: bool = False
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The scenario trained with the adapter and with the Keras class (with
+    ``per_timestep_weights``, sequence weights widened by :func:`_per_timestep`)."""
     case = SCENARIOS[name]()
-    expected = _run(case["build"], case["theirs"], case["x"], case["y"], **case["fit"])
+    fit = dict(case["fit"])
+    if per_timestep_weights and "sample_weight" in fit:
+        fit["sample_weight"] = _per_timestep(fit["sample_weight"])
+    expected = _run(case["build"], case["theirs"], case["x"], case["y"], **fit)
     loss = as_keras_loss(case["ours"])
     assert isinstance(loss, keras.losses.Loss)
     assert loss.name == case["theirs"].name
     assert loss.reduction == case["theirs"].reduction
-    actual = _run(case["build"], loss, case["x"], case["y"], **case["fit"])
-    _assert_same_run(actual, expected)
+    actual = _run(case["build"], loss, case["x"], case["y"], **fit)
+    return actual, expected
+
+
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+def test_compiled_adapter_gives_keras_numbers(name: str) -> None:
+    _assert_same_run(*_scenario_runs(name), what=name)
 
 
 # --- every built-in loss ------------------------------------------------------------------
@@ -269,8 +335,9 @@ def _targets(name: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, s
 # with the defaults used here: Tversky's alpha/beta swap needs alpha != beta (the
 # default is 0.5/0.5), the cosine clamp changes only gradients at zero vectors,
 # and the config fixes do not change values.
-@pytest.mark.parametrize("info", LOSSES, ids=lambda info: info.cls.__name__)
-def test_every_builtin_loss_trains_like_keras(info: Any) -> None:
+def _builtin_runs(info: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two epochs of 12 samples in batches of 5, 5 and 2, with sample weights, with
+    the adapter around the losskit class and with the Keras class of its name."""
     name = info.cls.__name__
     rng = np.random.default_rng(sum(map(ord, name)))
     n = 12
@@ -284,7 +351,12 @@ def test_every_builtin_loss_trains_like_keras(info: Any) -> None:
 
     expected = _run(build, getattr(keras.losses, name)(), x, y, batch_size=5, epochs=2, **fit)
     actual = _run(build, as_keras_loss(info.cls()), x, y, batch_size=5, epochs=2, **fit)
-    _assert_same_run(actual, expected)
+    return actual, expected
+
+
+@pytest.mark.parametrize("info", LOSSES, ids=lambda info: info.cls.__name__)
+def test_every_builtin_loss_trains_like_keras(info: Any) -> None:
+    _assert_same_run(*_builtin_runs(info), what=info.cls.__name__)
 
 
 # --- a loss object passed to compile directly ---------------------------------------------
@@ -351,11 +423,16 @@ def test_losskit_outside_keras_does_not_warn() -> None:
 # --- saving -------------------------------------------------------------------------------
 
 
-def test_model_saves_and_loads_without_custom_objects(tmp_path: Path) -> None:
+def _saved_model_round_trip(path: Path, per_timestep_weights: bool = False) -> dict[str, Any]:
+    """Train a masked model with the adapter (loss and metric), save it to ``path``
+    and load it back without ``custom_objects``: both evaluations, and what the
+    loaded model's loss is (``per_timestep_weights``: see :func:`_per_timestep`)."""
     rng = np.random.default_rng(8)
     x = _tokens(rng, 12)
     y = rng.integers(0, 4, size=(12, STEPS)).astype("int32")
     w = rng.uniform(0.5, 2.0, size=(12, 1)).astype("float32")
+    if per_timestep_weights:
+        w = _per_timestep(w)
     keras.utils.set_random_seed(0)
     model = _sequence(4, "softmax", recurrent=False)
     model.compile(
@@ -365,23 +442,38 @@ def test_model_saves_and_loads_without_custom_objects(tmp_path: Path) -> None:
     )
     model.fit(x, y, epochs=1, verbose=0)
     expected = model.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
-    path = tmp_path / "m.keras"
     model.save(path)
 
     loaded = keras.models.load_model(path)
-    assert isinstance(loaded.loss, KerasLoss)
-    assert loaded.loss.loss.get_config() == {
+    actual = loaded.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
+    return {
+        "expected": {k: float(v) for k, v in expected.items()},
+        "actual": {k: float(v) for k, v in actual.items()},
+        "loss_class": type(loaded.loss).__name__,
+        "config": loaded.loss.loss.get_config() if isinstance(loaded.loss, KerasLoss) else None,
+    }
+
+
+def _assert_saved_round_trip(result: dict[str, Any], what: str = "saved model") -> None:
+    assert result["loss_class"] == "KerasLoss", f"{what}: the loaded loss"
+    assert result["config"] == {
         "name": "sparse_categorical_crossentropy",
         "reduction": "sum_over_batch_size",
         "dtype": "float32",
         "from_logits": False,
         "ignore_class": 3,
         "axis": -1,
-    }
-    actual = loaded.evaluate(x, y, sample_weight=w, verbose=0, return_dict=True)
-    assert actual.keys() == expected.keys()
+    }, f"{what}: the loaded loss's config"
+    expected, actual = result["expected"], result["actual"]
+    assert actual.keys() == expected.keys(), f"{what}: evaluate() keys"
     for key in expected:
-        np.testing.assert_allclose(actual[key], expected[key], rtol=RTOL)
+        np.testing.assert_allclose(
+            actual[key], expected[key], rtol=RTOL, err_msg=f"{what}: evaluate() {key!r}"
+        )
+
+
+def test_model_saves_and_loads_without_custom_objects(tmp_path: Path) -> None:
+    _assert_saved_round_trip(_saved_model_round_trip(tmp_path / "m.keras"))
 
 
 def test_configs_round_trip_with_custom_objects() -> None:
@@ -404,13 +496,19 @@ def test_configs_round_trip_with_custom_objects() -> None:
 # --- the metric -----------------------------------------------------------------------------
 
 
-def test_metric_equals_the_loss_in_fit_and_evaluate() -> None:
-    # 10 samples in batches of 4: unequal batches, as Keras's loss tracker weights them.
+def _metric_data() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     rng = np.random.default_rng(9)
     x = rng.normal(size=(10, 4)).astype("float32")
     y = rng.normal(size=(10, 3)).astype("float32")
     w = rng.uniform(0.0, 3.0, size=10).astype("float32")
-    run = _run(
+    return x, y, w
+
+
+def _metric_run() -> dict[str, Any]:
+    """MSE with sample weights, and the metrics of it and of Dice, over 10 samples
+    in batches of 4: unequal batches, as Keras's loss tracker weights them."""
+    x, y, w = _metric_data()
+    return _run(
         lambda: _dense(4, 3),
         as_keras_loss("mse"),
         x,
@@ -423,9 +521,27 @@ def test_metric_equals_the_loss_in_fit_and_evaluate() -> None:
         ],
         sample_weight=w,
     )
-    for logs in (run["before"], run["after"]):
-        np.testing.assert_allclose(logs["weighted"], logs["loss"], rtol=RTOL)
-    np.testing.assert_allclose(run["history"]["weighted"], run["history"]["loss"], rtol=RTOL)
+
+
+def _assert_metric_equals_loss(run: dict[str, Any]) -> None:
+    for stage in ("before", "after"):
+        np.testing.assert_allclose(
+            run[stage]["weighted"],
+            run[stage]["loss"],
+            rtol=RTOL,
+            err_msg=f"weighted MSE metric: evaluate() {stage} fit",
+        )
+    np.testing.assert_allclose(
+        run["history"]["weighted"],
+        run["history"]["loss"],
+        rtol=RTOL,
+        err_msg="weighted MSE metric: fit() history",
+    )
+
+
+def test_metric_equals_the_loss_in_fit_and_evaluate() -> None:
+    _assert_metric_equals_loss(_metric_run())
+    x, y, w = _metric_data()
     # Without weights the unweighted metric is the unweighted loss.
     unweighted = _evaluate_metric_model(x, y, None)
     np.testing.assert_allclose(unweighted["unweighted"], unweighted["loss"], rtol=RTOL)
@@ -546,9 +662,9 @@ def test_keras_objects_and_unreduced_metrics_are_rejected() -> None:
 # --- without Keras, and on the torch backend -------------------------------------------------
 
 
-def _python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+def _python(code: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
+        [sys.executable, "-c", textwrap.dedent(code), *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -574,56 +690,95 @@ def test_import_guard() -> None:
     assert "pip install keras" in result.stdout
 
 
+def _torch_backend_results(directory: str) -> dict[str, Any]:
+    """Run in the subprocess of :func:`test_torch_backend_gives_keras_numbers`
+    (Keras on torch): every scenario, every built-in loss, the metric and the
+    saved model of the tests above, as JSON; an exception is recorded as the
+    case's ``"error"``, so one failing case does not hide the others.  Sequence
+    weights are given per timestep (:func:`_per_timestep`)."""
+    import traceback
+
+    def attempt(fn: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return fn(*args)
+        except Exception:
+            return {"error": traceback.format_exc()}
+
+    def pair(runs: tuple[dict[str, Any], dict[str, Any]]) -> dict[str, Any]:
+        return {"adapter": _jsonable(runs[0]), "keras": _jsonable(runs[1])}
+
+    def scenario(name: str) -> dict[str, Any]:
+        return pair(_scenario_runs(name, per_timestep_weights=True))
+
+    def builtin(info: Any) -> dict[str, Any]:
+        return pair(_builtin_runs(info))
+
+    def saved() -> dict[str, Any]:
+        return _saved_model_round_trip(Path(directory) / "m.keras", per_timestep_weights=True)
+
+    return {
+        "backend": keras.backend.backend(),
+        "scenarios": {name: attempt(scenario, name) for name in SCENARIOS},
+        "builtin": {info.cls.__name__: attempt(builtin, info) for info in LOSSES},
+        "metric": attempt(lambda: _jsonable(_metric_run())),
+        "saved": attempt(saved),
+    }
+
+
 TORCH_SCRIPT = """
 import json
-import numpy as np
-import keras
-import losskit
-from losskit.keras import as_keras_loss, as_keras_metric
+import sys
+import warnings
 
-rng = np.random.default_rng(0)
-results = {}
+# As pyproject.toml's filterwarnings: every warning is an error, except Keras's own.
+warnings.simplefilter("error")
+warnings.filterwarnings(
+    "ignore", "__array__ implementation doesn't accept a copy keyword", DeprecationWarning
+)
+sys.path.insert(0, sys.argv[1])
+from tests.test_keras_adapter import _torch_backend_results
 
-x = rng.normal(size=(10, 4)).astype("float32")
-y = rng.normal(size=(10, 2)).astype("float32")
-w = rng.uniform(0.0, 3.0, size=10).astype("float32")
-for key, loss in [
-    ("keras", keras.losses.MeanSquaredError()),
-    ("adapter", as_keras_loss(losskit.MeanSquaredError())),
-]:
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
-    model.compile(optimizer="sgd", loss=loss, weighted_metrics=[as_keras_metric("mse", name="m")])
-    history = model.fit(x, y, sample_weight=w, batch_size=4, epochs=1, shuffle=False, verbose=0)
-    logs = model.evaluate(x, y, sample_weight=w, batch_size=4, verbose=0, return_dict=True)
-    results["mse_" + key] = [history.history["loss"][0], logs["loss"], logs["m"]]
-
-tokens = rng.integers(1, 9, size=(8, 5))
-tokens[:, 3:] *= rng.integers(0, 2, size=(8, 2))
-labels = rng.integers(0, 4, size=(8, 5))
-for key, loss in [
-    ("keras", keras.losses.SparseCategoricalCrossentropy(ignore_class=2)),
-    ("adapter", as_keras_loss(losskit.SparseCategoricalCrossentropy(ignore_class=2))),
-]:
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((5,), dtype="int32"),
-        keras.layers.Embedding(9, 3, mask_zero=True),
-        keras.layers.Dense(4, activation="softmax"),
-    ])
-    model.compile(loss=loss)
-    results["masked_" + key] = [model.evaluate(tokens, labels, verbose=0)]
-print("RESULTS" + json.dumps(results))
+print("RESULTS" + json.dumps(_torch_backend_results(sys.argv[2])))
 """
 
 
-def test_torch_backend_gives_keras_numbers() -> None:
+def test_torch_backend_gives_keras_numbers(tmp_path: Path) -> None:
+    """The in-process tests above, on Keras's torch backend: weighted and
+    class-weighted fit/evaluate, masked sequence models (Dense and LSTM), every
+    built-in loss, the metric, and a saved model loaded without custom_objects."""
     pytest.importorskip("torch")
-    result = _python(TORCH_SCRIPT, KERAS_BACKEND="torch")
+    root = Path(__file__).resolve().parents[1]
+    result = _python(TORCH_SCRIPT, str(root), str(tmp_path), KERAS_BACKEND="torch")
     assert result.returncode == 0, result.stderr[-3000:]
     line = next(s for s in result.stdout.splitlines() if s.startswith("RESULTS"))
     results = json.loads(line[len("RESULTS") :])
-    mse_keras, mse_ours = results["mse_keras"], results["mse_adapter"]
-    np.testing.assert_allclose(mse_ours, mse_keras, rtol=RTOL)
-    np.testing.assert_allclose(mse_ours[2], mse_ours[1], rtol=RTOL)  # metric == loss
-    np.testing.assert_allclose(results["masked_adapter"], results["masked_keras"], rtol=RTOL)
+    assert results["backend"] == "torch"
+    assert results["scenarios"].keys() == SCENARIOS.keys()
+    assert results["builtin"].keys() == {info.cls.__name__ for info in LOSSES}
+
+    failures: list[str] = []
+
+    def check(what: str, outcome: Any, assertion: Callable[[Any], None]) -> None:
+        if "error" in outcome:
+            failures.append(f"[{what}] raised on torch:\n{outcome['error']}")
+            return
+        try:
+            assertion(outcome)
+        except AssertionError as error:
+            failures.append(f"[{what}] {str(error).strip()}")
+
+    def same_run(what: str) -> Callable[[Any], None]:
+        return lambda runs: _assert_same_run(runs["adapter"], runs["keras"], what=what)
+
+    for name, runs in results["scenarios"].items():
+        check(f"scenario {name}", runs, same_run(f"scenario {name} (torch)"))
+    for name, runs in results["builtin"].items():
+        check(f"loss {name}", runs, same_run(f"loss {name} (torch)"))
+    check("metric", results["metric"], _assert_metric_equals_loss)
+    check("saved model", results["saved"], _assert_saved_round_trip)
+    if failures:
+        pytest.fail(
+            f"{len(failures)} case(s) differ from Keras on its torch backend:\n\n"
+            + "\n\n".join(failures),
+            pytrace=False,
+        )
