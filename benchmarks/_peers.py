@@ -38,6 +38,7 @@ __all__ = [
     "roofline_repeat",
     "run_worker",
     "torch_nn_description",
+    "torch_nn_functions",
 ]
 
 #: Every column, in table order.  ``roofline`` and ``losskit`` always run.
@@ -285,7 +286,9 @@ def _losskit(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
     return specs
 
 
-def _torch_nn(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+def torch_nn_functions() -> dict[str, Callable[[Any, Any], Any]]:
+    """``fn(t, p)`` computing each loss with torch.nn.functional, by Keras name
+    (see :data:`TORCH_NN_MAPPING`)."""
     import torch
     import torch.nn.functional as F  # noqa: N812 (the mapping is written with F)
 
@@ -301,6 +304,11 @@ def _torch_nn(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
         SPARSE: lambda t, p: F.cross_entropy(torch.log(p), t),
     }
     assert functions.keys() == TORCH_NN_MAPPING.keys()
+    return functions
+
+
+def _torch_nn(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    functions = torch_nn_functions()
     if name not in functions:
         return {"fwd": None, "fwdbwd": None}
     return _torch_specs(functions[name], y_true, y_pred)

@@ -8,8 +8,10 @@ dtypes, so the same code runs eagerly, under ``jax.jit`` and under
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import Any, TypeVar
@@ -27,33 +29,74 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 _LOW_PRECISION = ("float16", "bfloat16")
 
 
+# Per-type facts, looked up once per type instead of on every call (a loss
+# call on a small batch otherwise spends most of its time re-deriving them).
+_NAMESPACES: dict[type, Namespace | None] = {}  # None: not an array-API array
+_DTYPE_NAMES: dict[tuple[type, Any], str] = {}
+
+
 def namespace_of(x: Any) -> Namespace:
     """The array-API namespace of ``x``; NumPy's for lists and scalars."""
-    if array_api_compat.is_array_api_obj(x):
-        return array_api_compat.array_namespace(x)
-    return np_xp
+    kind = type(x)
+    namespace = _NAMESPACES[kind] if kind in _NAMESPACES else _namespace_of_type(x)
+    return np_xp if namespace is None else namespace
+
+
+def _namespace_of_type(x: Any) -> Namespace | None:
+    if not array_api_compat.is_array_api_obj(x):
+        namespace = None
+    else:
+        namespace = array_api_compat.array_namespace(x)
+    if not array_api_compat.is_array_api_strict_namespace(namespace or np_xp):
+        # array-api-strict's namespace follows a settable API version: not cached
+        _NAMESPACES[type(x)] = namespace
+    return namespace
+
+
+def is_array(x: Any) -> bool:
+    """Whether ``x`` is an array-API array (cached per type)."""
+    kind = type(x)
+    if kind in _NAMESPACES:
+        return _NAMESPACES[kind] is not None
+    return array_api_compat.is_array_api_obj(x)
 
 
 def device_of(x: Array) -> Any:
     """The device of ``x``, or None where it cannot be known (jit tracers)."""
+    if _is_torch_tensor(x):
+        return x.device
     try:
         return array_api_compat.device(x)
     except Exception:  # pragma: no cover - libraries without device info
         return None
 
 
+def _is_torch_tensor(x: Any) -> bool:
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def dtype_name(dtype: Any) -> str:
     """A dtype's canonical name ("float32", "int64", "bfloat16", ...)."""
     if isinstance(dtype, str):
         return dtype
+    # Keyed with the type first: equal hashes across libraries must not make
+    # an array-api-strict dtype compare itself with NumPy's (it warns).
+    key = (type(dtype), dtype)
+    try:
+        return _DTYPE_NAMES[key]
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype object
+        pass
     name = getattr(dtype, "name", None)
-    if isinstance(name, str):
-        return name
-    text = str(dtype)
-    for prefix in ("torch.", "array_api_strict.", "dtype(", "<class 'numpy."):
-        if text.startswith(prefix):
-            text = text[len(prefix) :]
-    return text.strip("')>")
+    if not isinstance(name, str):
+        text = str(dtype)
+        for prefix in ("torch.", "array_api_strict.", "dtype(", "<class 'numpy."):
+            if text.startswith(prefix):
+                text = text[len(prefix) :]
+        name = text.strip("')>")
+    with contextlib.suppress(TypeError):
+        _DTYPE_NAMES[key] = name
+    return name
 
 
 def standardize_float_type(dtype: Any, argument: str = "dtype") -> str:
@@ -106,14 +149,20 @@ def _numpy_float_dtype(name: str) -> Any:
     return ml_dtypes.bfloat16
 
 
+_FLOAT_NAMES = frozenset(("float16", "bfloat16", "float32", "float64"))
+_NUMERIC_NAMES = _FLOAT_NAMES | frozenset(
+    ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64")
+)
+
+
 def is_floating(xp: Namespace, dtype: Any) -> bool:
-    if dtype_name(dtype) == "bfloat16":
+    if dtype_name(dtype) in _FLOAT_NAMES:
         return True
     return bool(xp.isdtype(dtype, "real floating"))
 
 
 def _is_numeric(xp: Namespace, dtype: Any) -> bool:
-    if dtype_name(dtype) == "bfloat16":
+    if dtype_name(dtype) in _NUMERIC_NAMES:
         return True
     try:
         return bool(xp.isdtype(dtype, ("bool", "integral", "real floating")))
@@ -144,8 +193,8 @@ def as_array(
     predictions), a list or a scalar.  Raises TypeError for non-numeric input
     and ValueError for an array on another device of the same library.
     """
-    if array_api_compat.is_array_api_obj(x):
-        source = array_api_compat.array_namespace(x)
+    if is_array(x):
+        source = namespace_of(x)
         if source is xp:
             source_device = device_of(x)
             if device is not None and source_device is not None and source_device != device:
@@ -232,7 +281,7 @@ def prediction_array(y_pred: Any) -> tuple[Namespace, Array]:
     become ``floatx()``.
     """
     xp = namespace_of(y_pred)
-    was_array = array_api_compat.is_array_api_obj(y_pred)
+    was_array = is_array(y_pred)
     y_pred = as_array(xp, y_pred, "y_pred")
     if not (was_array and is_floating(xp, y_pred.dtype)):
         y_pred = xp.astype(y_pred, float_dtype(xp, _config.floatx()))

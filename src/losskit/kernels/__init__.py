@@ -336,10 +336,26 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
-    if _compiling() or not _NUMBA or _config.backend_preference() != "fast":
+    if _compiling() or not _NUMBA or not _large_enough(y_pred):
         return None  # before the lock: torch.compile cannot trace a lock
+    if _config.backend_preference() != "fast":
+        return None
     with _KERNEL_LOCK:
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
+
+
+def _large_enough(y_pred: Any) -> bool:
+    """At least :data:`MIN_ELEMENTS` elements and rank 2, read off the shape
+    alone (small batches, the common case in training, leave at once)."""
+    shape = getattr(y_pred, "shape", None)
+    if shape is None or len(shape) < 2:
+        return False
+    count = 1
+    for dim in shape:
+        if not isinstance(dim, int):
+            return False  # unknown (Dask, jit tracing)
+        count *= dim
+    return count >= MIN_ELEMENTS
 
 
 def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
