@@ -134,3 +134,11 @@ def test_fast_path_is_taken_on_valid_float32_numpy_and_torch(spec: LossSpec) -> 
     assert kernels.fused_call(loss, t, p, None, None) is not None
     tensor = torch.from_numpy(p).requires_grad_()
     assert kernels.fused_call(loss, torch.from_numpy(t), tensor, None, None) is not None
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
+def test_parameters_have_defaults_in_the_config(spec: LossSpec) -> None:
+    config = spec.cls().get_config()
+    for name, default in spec.parameters.items():
+        assert name in config, f"{spec.cls.__name__}.get_config() lacks {name}"
+        assert config[name] == (list(default) if isinstance(default, tuple) else default)

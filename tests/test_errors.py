@@ -178,3 +178,43 @@ def test_bfloat16_without_numpy_support() -> None:
     result = losskit.MeanSquaredError(dtype="bfloat16")(np.ones((2, 2)), np.zeros((2, 2)))
     assert str(result.dtype) == "bfloat16"
     assert float(result) == 1.0
+
+
+def test_class_calls_do_not_recheck_arguments_validated_at_construction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Arguments are checked once, in __init__; the function forms check them on
+    # every call, the class path does not.
+    import numpy as np
+
+    from losskit.functional import probabilistic, regression, segmentation
+
+    losses = [
+        losskit.Huber(delta=2.0),
+        losskit.BinaryCrossentropy(label_smoothing=0.1),
+        losskit.CategoricalCrossentropy(label_smoothing=0.1),
+        losskit.SparseCategoricalCrossentropy(ignore_class=0),
+        losskit.Tversky(alpha=0.3, beta=0.7),
+    ]
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("an argument was checked again at call time")
+
+    for module in (probabilistic, regression, segmentation):
+        for name in (
+            "check_delta",
+            "check_label_smoothing",
+            "check_class_axis",
+            "check_ignore_class",
+            "check_coefficient",
+        ):
+            if hasattr(module, name):
+                monkeypatch.setattr(module, name, refuse)
+    y_true, y_pred = np.array([[0.0, 1.0, 0.0]]), np.array([[0.2, 0.7, 0.1]])
+    for loss in losses:
+        labels = (
+            np.array([1]) if isinstance(loss, losskit.SparseCategoricalCrossentropy) else y_true
+        )
+        assert np.isfinite(loss(labels, y_pred))
+    with pytest.raises(AssertionError, match="checked again"):
+        losskit.huber(y_true, y_pred, delta=2.0)

@@ -18,11 +18,11 @@ from typing import Any, ClassVar
 
 from losskit import _array, functional, kernels
 from losskit._array import Array
+from losskit.functional import probabilistic, regression, segmentation
 from losskit.functional.probabilistic import (
     check_class_axis,
     check_ignore_class,
     check_label_smoothing,
-    sparse_categorical_crossentropy_with_mask,
 )
 from losskit.functional.regression import check_delta
 from losskit.functional.segmentation import check_coefficient
@@ -280,6 +280,9 @@ class _BuiltinLoss(LossFunctionWrapper):
     constructor arguments (no ``fn`` key, as in Keras)."""
 
     function: ClassVar[Callable[..., Any]]
+    # The function's body without its argument checks, which the class ran once
+    # in __init__ (None: the function has no arguments to check).
+    compute: ClassVar[Callable[..., Any] | None] = None
 
     def __init__(
         self,
@@ -289,6 +292,12 @@ class _BuiltinLoss(LossFunctionWrapper):
         **kwargs: Any,
     ) -> None:
         super().__init__(type(self).function, reduction=reduction, name=name, dtype=dtype, **kwargs)
+
+    def call(self, y_true: Array, y_pred: Array) -> Array:
+        compute = type(self).compute or type(self).function
+        xp = _array.namespace_of(y_pred)
+        y_true, y_pred = _array.align_ranks(xp, y_true, y_pred)
+        return compute(y_true, y_pred, **self._fn_kwargs)
 
     def get_config(self) -> dict[str, Any]:
         config = Loss.get_config(self)
@@ -414,6 +423,7 @@ class Huber(_BuiltinLoss):
     """
 
     function = staticmethod(functional.huber)
+    compute = staticmethod(regression.huber_unchecked)
 
     def __init__(
         self,
@@ -552,6 +562,7 @@ class BinaryCrossentropy(_BuiltinLoss):
     """
 
     function = staticmethod(functional.binary_crossentropy)
+    compute = staticmethod(probabilistic.binary_crossentropy_unchecked)
 
     def __init__(
         self,
@@ -584,6 +595,7 @@ class CategoricalCrossentropy(_BuiltinLoss):
     """
 
     function = staticmethod(functional.categorical_crossentropy)
+    compute = staticmethod(probabilistic.categorical_crossentropy_unchecked)
 
     def __init__(
         self,
@@ -645,7 +657,9 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
     def call_with_mask(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
         xp = _array.namespace_of(y_pred)
         y_true, y_pred = _array.align_ranks(xp, y_true, y_pred)
-        return sparse_categorical_crossentropy_with_mask(y_true, y_pred, **self._fn_kwargs)
+        return probabilistic.sparse_categorical_crossentropy_with_mask_unchecked(
+            y_true, y_pred, **self._fn_kwargs
+        )
 
 
 class Dice(_BuiltinLoss):
@@ -683,6 +697,7 @@ class Tversky(_BuiltinLoss):
     """
 
     function = staticmethod(functional.tversky)
+    compute = staticmethod(segmentation.tversky_unchecked)
 
     def __init__(
         self,

@@ -86,6 +86,15 @@ class LossSpec:
     name = keras_name
 
     @property
+    def parameters(self) -> dict[str, Any]:
+        """The loss's own constructor arguments and their defaults, read from the
+        class's signature (its ``__init__`` validates them, once; the class's
+        calls skip the function forms' per-call checks)."""
+        common = ("reduction", "name", "dtype")
+        signature = inspect.signature(self.cls).parameters
+        return {name: p.default for name, p in signature.items() if name not in common}
+
+    @property
     def function_names(self) -> tuple[str, ...]:
         """Every name that resolves to the function."""
         names = (self.function.__name__, self.keras_name, *self.aliases)

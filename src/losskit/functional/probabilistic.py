@@ -113,7 +113,17 @@ def binary_crossentropy(
     array([0.91629..., 0.71355...], dtype=float32)
     """
     label_smoothing = check_label_smoothing(label_smoothing)
-    check_class_axis(axis)
+    return binary_crossentropy_unchecked(
+        y_true, y_pred, from_logits, label_smoothing, check_class_axis(axis)
+    )
+
+
+@_array.returns_array
+def binary_crossentropy_unchecked(
+    y_true: Any, y_pred: Any, from_logits: bool, label_smoothing: float, axis: int
+) -> Array:
+    """:func:`binary_crossentropy` with its arguments already validated."""
+    label_smoothing = float(label_smoothing)
     xp, y_true, y_pred = _same_shape_pair(y_true, y_pred, "binary_crossentropy")
     _array.normalize_axis(axis, y_pred.ndim)
     if label_smoothing:
@@ -177,7 +187,17 @@ def categorical_crossentropy(
     array([0.05129..., 2.30258...], dtype=float32)
     """
     label_smoothing = check_label_smoothing(label_smoothing)
-    check_class_axis(axis)
+    return categorical_crossentropy_unchecked(
+        y_true, y_pred, from_logits, label_smoothing, check_class_axis(axis)
+    )
+
+
+@_array.returns_array
+def categorical_crossentropy_unchecked(
+    y_true: Any, y_pred: Any, from_logits: bool, label_smoothing: float, axis: int
+) -> Array:
+    """:func:`categorical_crossentropy` with its arguments already validated."""
+    label_smoothing = float(label_smoothing)
     xp, y_true, y_pred = _same_shape_pair(y_true, y_pred, "categorical_crossentropy")
     class_axis = _array.normalize_axis(axis, y_pred.ndim)
     _warn_single_class("categorical_crossentropy", tuple(y_pred.shape), class_axis)
@@ -234,8 +254,17 @@ def sparse_categorical_crossentropy_with_mask(
 ) -> tuple[Array, Array | None]:
     """:func:`sparse_categorical_crossentropy` and its validity mask (None
     without ``ignore_class``), for the loss class's reduction."""
-    check_class_axis(axis)
-    ignore_class = check_ignore_class(ignore_class)
+    return sparse_categorical_crossentropy_with_mask_unchecked(
+        y_true, y_pred, from_logits, check_ignore_class(ignore_class), check_class_axis(axis)
+    )
+
+
+def sparse_categorical_crossentropy_with_mask_unchecked(
+    y_true: Any, y_pred: Any, from_logits: bool, ignore_class: int | None, axis: int
+) -> tuple[Array, Array | None]:
+    """:func:`sparse_categorical_crossentropy_with_mask` with its arguments
+    already validated."""
+    ignore_class = None if ignore_class is None else int(ignore_class)
     xp, y_pred = _array.prediction_array(y_pred)
     device = _array.device_of(y_pred)
     labels = _array.as_array(xp, y_true, "y_true", device=device)

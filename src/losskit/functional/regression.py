@@ -166,7 +166,13 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
     >>> losskit.huber([[0, 1], [0, 0]], [[0.6, 0.4], [0.4, 0.6]])
     array([0.18      , 0.13000001], dtype=float32)
     """
-    delta = check_delta(delta)
+    return huber_unchecked(y_true, y_pred, check_delta(delta))
+
+
+@_array.returns_array
+def huber_unchecked(y_true: Any, y_pred: Any, delta: float) -> Array:
+    """:func:`huber` with ``delta`` already validated (the class checks it once)."""
+    delta = float(delta)
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "huber")
     abs_error = xp.abs(y_pred - y_true)
     quadratic_part = _array.minimum(xp, abs_error, delta)

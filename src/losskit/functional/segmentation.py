@@ -91,7 +91,13 @@ def tversky(
     array(0.64285713, dtype=float32)
     """
     alpha = check_coefficient(alpha, "alpha")
-    beta = check_coefficient(beta, "beta")
+    return tversky_unchecked(y_true, y_pred, alpha, check_coefficient(beta, "beta"), axis)
+
+
+@_array.returns_array
+def tversky_unchecked(y_true: Any, y_pred: Any, alpha: float, beta: float, axis: Axis) -> Array:
+    """:func:`tversky` with ``alpha`` and ``beta`` already validated."""
+    alpha, beta = float(alpha), float(beta)
     xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "tversky")
     return tversky_from_counts(
         _array.total(xp, y_true * y_pred, axis=axes),
