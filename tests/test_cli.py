@@ -229,15 +229,15 @@ def test_loss_names_aliases_and_arguments(
     y_true, y_pred = data["y_true"], data["y_pred"]
     want = {
         "mean_squared_error": float(losskit.MeanSquaredError(dtype="float64")(y_true, y_pred)),
-        "huber_loss": float(losskit.Huber(delta=2.0, dtype="float64")(y_true, y_pred)),
+        "huber_loss(delta=2.0)": float(losskit.Huber(delta=2.0, dtype="float64")(y_true, y_pred)),
         "mean_absolute_error": float(losskit.MeanAbsoluteError(dtype="float64")(y_true, y_pred)),
         "log_cosh": float(losskit.LogCosh(dtype="float64")(y_true, y_pred)),
     }
     assert_losses(report["losses"], want)
     both = evaluate(str(path), "--loss", "huber,huber:delta=2.0", capsys=capsys)
-    assert list(both["losses"]) == ["huber_loss", "huber_loss:delta=2.0"]
+    assert list(both["losses"]) == ["huber_loss", "huber_loss(delta=2.0)"]
     np.testing.assert_allclose(
-        both["losses"]["huber_loss:delta=2.0"], want["huber_loss"], rtol=RTOL
+        both["losses"]["huber_loss(delta=2.0)"], want["huber_loss(delta=2.0)"], rtol=RTOL
     )
 
 

@@ -14,7 +14,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 
-from losskit.cli._deps import CLIError
+from losskit.cli._deps import CLIError, UsageError
 
 __all__ = ["CLIError", "build_parser", "main"]
 
@@ -150,6 +150,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line(error: BaseException) -> str:
+    """The message of ``error`` on one line (library messages may span several)."""
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
@@ -166,8 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return plot.main(arguments.loss, arguments.output)
     except CLIError as error:
-        print(f"losskit {arguments.command}: error: {error}", file=sys.stderr)
-        return 1
+        print(f"losskit {arguments.command}: error: {_one_line(error)}", file=sys.stderr)
+        return 2 if isinstance(error, UsageError) else 1
     except KeyboardInterrupt:
         print(f"losskit {arguments.command}: interrupted", file=sys.stderr)
         return 130

@@ -10,6 +10,10 @@ class CLIError(Exception):
     """An error to report to the user in one line, without a traceback."""
 
 
+class UsageError(CLIError):
+    """A malformed command line: reported like :class:`CLIError`, exit status 2."""
+
+
 def require(module: str, extra: str = "cli") -> ModuleType:
     """Import ``module``, or fail with the pip command that installs it."""
     try:

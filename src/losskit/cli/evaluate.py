@@ -17,7 +17,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 from losskit.cli import readers
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import Plan, Work, group_label, run_local
+from losskit.cli.output import prepare_output
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
 from losskit.losses import Loss
@@ -221,20 +221,13 @@ def _plain_table(report: dict[str, Any], groups: dict[str, Any], notes: list[str
 
 
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write ``path`` atomically (never a partial file)."""
-    if path is None:
-        print(text, end="")
-        return
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".losskit-")
+    """Print, or write ``path`` (atomically if it is a regular file; see
+    :mod:`losskit.cli.output`)."""
+    output = prepare_output(path)
     try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(text)
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
+        output.write(text)
+    finally:
+        output.close()
 
 
 # -- the command ---------------------------------------------------------------------
@@ -333,7 +326,26 @@ def run(
         return report
 
 
+def _check_plot(path: str) -> None:
+    """Fail at once, not after the evaluation, on a ``--plot`` that cannot be
+    written."""
+    from losskit.cli.plot import FORMATS
+
+    if not path.lower().endswith(FORMATS):
+        raise CLIError(f"--plot {path!r}: give a file ending in {', '.join(FORMATS)}.")
+    directory = os.path.dirname(path) or os.curdir
+    if not os.path.isdir(directory):
+        raise CLIError(f"--plot {path!r}: the directory {directory!r} does not exist.")
+
+
 def main(options: Options) -> int:
-    report = run(options)
-    write_output(render(report, options.format), options.output)
+    """Run ``losskit evaluate``: check the outputs, evaluate, write the result."""
+    output = prepare_output(options.output)  # before any input is read
+    try:
+        if options.plot:
+            _check_plot(options.plot)
+        report = run(options)
+        output.write(render(report, options.format))
+    finally:
+        output.close()
     return 0

@@ -20,11 +20,15 @@ counts them.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import io
+import math
 import os
+import sys
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
@@ -158,6 +162,7 @@ class Batch:
 def plan(files: Sequence[str], columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     """Check that every file has the columns, and cut the files into pieces."""
     pieces: list[Piece] = []
+    errors: tuple[type[BaseException], ...] = (*_read_errors(), TypeError)
     for path in files:
         kind = format_of(path)
         try:
@@ -175,9 +180,35 @@ def plan(files: Sequence[str], columns: ColumnSpec, batch_rows: int) -> list[Pie
                 pieces.append(Piece(path, "npz", 0, rows, 0, rows, os.path.getsize(path)))
         except CLIError:
             raise
-        except (OSError, ValueError, TypeError) as error:
-            raise InputError(f"{path}: cannot read it as {kind}: {error}") from None
+        except errors as error:
+            raise _unreadable(path, kind, error) from None
     return pieces
+
+
+def _read_errors() -> tuple[type[BaseException], ...]:
+    """What a damaged or malformed file raises while it is read: OS errors,
+    bad values, a truncated stream, a broken zip archive or zlib stream, a bad
+    CSV record, and pyarrow's errors (Parquet pages failing their checksum or
+    their decompression, undecodable metadata)."""
+    errors: tuple[type[BaseException], ...] = (
+        OSError,
+        ValueError,
+        EOFError,
+        zipfile.BadZipFile,
+        zlib.error,
+        csv.Error,
+    )
+    with contextlib.suppress(ImportError):
+        import pyarrow
+
+        errors += (pyarrow.ArrowException,)
+    return errors
+
+
+def _unreadable(path: str, kind: str | None, error: BaseException) -> InputError:
+    """A one-line error naming the file, for ``error`` raised while reading it."""
+    message = " ".join(str(error).split()) or type(error).__name__
+    return InputError(f"{path}: cannot read it as {kind}: {message}")
 
 
 def _check_columns(path: str, names: Sequence[str], columns: ColumnSpec) -> None:
@@ -197,7 +228,7 @@ def _piece_rows(batch_rows: int) -> int:
 
 def _plan_parquet(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     pq = require("pyarrow.parquet")
-    source = pq.ParquetFile(path)
+    source = pq.ParquetFile(path, page_checksum_verification=True)
     metadata = source.metadata
     _check_columns(path, source.schema_arrow.names, columns)
     size, total = os.path.getsize(path), max(metadata.num_rows, 1)
@@ -254,7 +285,10 @@ class _NpyHeader:
         return int(np.prod(self.shape[1:], dtype=np.int64)) if len(self.shape) > 1 else 1
 
 
-def _read_npy_header(stream: IO[bytes], where: str) -> _NpyHeader:
+def _read_npy_header(stream: IO[bytes], where: str, size: int) -> _NpyHeader:
+    """The header of the array stored in ``stream`` (``size`` bytes long),
+    which must hold as much data as the header promises: a damaged header
+    (``10**18`` rows in 200 bytes) is an error before anything is read."""
     version = np.lib.format.read_magic(stream)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(stream)
@@ -267,7 +301,15 @@ def _read_npy_header(stream: IO[bytes], where: str) -> _NpyHeader:
         )
     if dtype.hasobject:
         raise InputError(f"{where}: arrays of Python objects are not supported.")
-    return _NpyHeader(tuple(shape), dtype, stream.tell())
+    offset = stream.tell()
+    promised = math.prod(int(n) for n in shape) * dtype.itemsize
+    if offset + promised > size:
+        raise InputError(
+            f"{where}: the header promises an array of shape {tuple(shape)} and dtype "
+            f"{dtype} ({promised:,} bytes) but only {max(size - offset, 0):,} bytes "
+            "follow it; the file is truncated or its header is damaged."
+        )
+    return _NpyHeader(tuple(shape), dtype, offset)
 
 
 def _npy_columns(header: _NpyHeader, where: str) -> dict[str, tuple[str | None, int]]:
@@ -293,7 +335,7 @@ def _npy_columns(header: _NpyHeader, where: str) -> dict[str, tuple[str | None, 
 
 def _plan_npy(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     with open(path, "rb") as stream:
-        header = _read_npy_header(stream, path)
+        header = _read_npy_header(stream, path, os.fstat(stream.fileno()).st_size)
     _check_columns(path, list(_npy_columns(header, path)), columns)
     size, step = os.path.getsize(path), _piece_rows(batch_rows)
     total = max(header.rows, 1)
@@ -322,7 +364,9 @@ def _npz_rows(path: str, columns: ColumnSpec) -> int:
         lengths = {}
         for name in columns.needed:
             with archive.open(members[name]) as stream:
-                header = _read_npy_header(stream, f"{path}[{name}]")
+                header = _read_npy_header(
+                    stream, f"{path}[{name}]", archive.getinfo(members[name]).file_size
+                )
             if header.dtype.names or len(header.shape) not in (1, 2):
                 raise InputError(
                     f"{path}: member {name!r} must be a 1-D array (a scalar column) or "
@@ -356,7 +400,7 @@ def read_piece(
         "npz": _raw_npz,
     }
     row = piece.first_row
-    for raw, nbytes in readers[piece.format](piece, columns, batch_rows):
+    for raw, nbytes in _guarded(piece, readers[piece.format](piece, columns, batch_rows)):
         n = _length(next(iter(raw.values())))
         for lo in range(0, n, batch_rows):
             hi = min(lo + batch_rows, n)
@@ -364,6 +408,29 @@ def read_piece(
             share = nbytes * (hi - lo) // n if n else nbytes
             yield _to_batch(piece.path, row + lo, part, columns, share, nan_policy)
         row += n
+
+
+def _guarded(
+    piece: Piece, raw: Iterator[tuple[dict[str, Any], int]]
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """The raw batches of ``piece``; a damaged file (a corrupt archive, a
+    Parquet page failing its checksum, ...) becomes an error naming it."""
+    errors = _read_errors()
+    try:
+        while True:
+            try:
+                item = next(raw)
+            except StopIteration:
+                return
+            except CLIError:
+                raise
+            except errors as error:
+                raise _unreadable(piece.path, piece.format, error) from None
+            yield item
+    finally:
+        close = getattr(raw, "close", None)
+        if close is not None:
+            close()  # a consumer that stops early closes the file at once
 
 
 def _length(data: Any) -> int:
@@ -374,7 +441,7 @@ def _raw_parquet(
     piece: Piece, columns: ColumnSpec, batch_rows: int
 ) -> Iterator[tuple[dict[str, Any], int]]:
     pq = require("pyarrow.parquet")
-    source = pq.ParquetFile(piece.path)
+    source = pq.ParquetFile(piece.path, page_checksum_verification=True)
     rows = max(piece.rows or 1, 1)
     for group in range(piece.start, piece.stop):
         group_rows = source.metadata.row_group(group).num_rows
@@ -409,10 +476,22 @@ def _raw_arrow(
         yield {name: batch.column(name) for name in columns.needed}, share
 
 
+@contextlib.contextmanager
+def _csv_fields_of_any_size() -> Iterator[None]:
+    """Lift the csv module's field size limit (128 KiB by default) while a
+    file is read: a long text in some column must not stop the reading."""
+    previous = csv.field_size_limit()
+    csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
 def _csv_names(path: str) -> list[str]:
     """The column names: the first record of the file."""
     pa = require("pyarrow")
-    with pa.input_stream(path) as stream:
+    with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         return next(csv.reader(text), [])
 
@@ -455,7 +534,7 @@ def _locate_csv_problem(path: str, columns: ColumnSpec) -> str | None:
     """Find the row that pyarrow rejected (its messages have no row number)."""
     pa = require("pyarrow")
     nulls = _csv_nulls()
-    with pa.input_stream(path) as stream:
+    with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
         header = next(reader, [])
@@ -483,7 +562,7 @@ def _raw_npy(
     piece: Piece, columns: ColumnSpec, batch_rows: int
 ) -> Iterator[tuple[dict[str, Any], int]]:
     with open(piece.path, "rb") as stream:
-        header = _read_npy_header(stream, piece.path)
+        header = _read_npy_header(stream, piece.path, os.fstat(stream.fileno()).st_size)
         layout = _npy_columns(header, piece.path)
         item = header.dtype.itemsize * header.row_items
         stream.seek(header.offset + piece.start * item)
@@ -516,7 +595,9 @@ def _raw_npz(
         streams = {name: archive.open(members[name]) for name in columns.needed}
         try:
             headers = {
-                name: _read_npy_header(stream, f"{piece.path}[{name}]")
+                name: _read_npy_header(
+                    stream, f"{piece.path}[{name}]", archive.getinfo(members[name]).file_size
+                )
                 for name, stream in streams.items()
             }
             total = max(piece.rows or 1, 1)
@@ -525,7 +606,13 @@ def _raw_npz(
                 data = {}
                 for name, stream in streams.items():
                     header = headers[name]
-                    raw = stream.read(n * header.row_items * header.dtype.itemsize)
+                    wanted = n * header.row_items * header.dtype.itemsize
+                    raw = stream.read(wanted)
+                    if len(raw) != wanted:
+                        got = len(raw) // max(header.row_items * header.dtype.itemsize, 1)
+                        raise InputError(
+                            f"{piece.path}, row {lo + got + 1}: member {name!r} ends early."
+                        )
                     values = np.frombuffer(raw, dtype=header.dtype)
                     data[name] = values.reshape((n, *header.shape[1:]))
                 yield data, piece.nbytes * n // total

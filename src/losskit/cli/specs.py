@@ -11,12 +11,13 @@ optional constructor arguments after a colon (``huber:delta=2.0``,
 from __future__ import annotations
 
 import ast
+import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Any
 
 from losskit import losses, registry
-from losskit.cli._deps import CLIError
+from losskit.cli._deps import CLIError, UsageError
 from losskit.streaming import resolve_loss
 
 FAMILIES = tuple(dict.fromkeys(info.family for info in registry.LOSSES))
@@ -30,7 +31,6 @@ class LossChoice:
 
     loss: losses.Loss
     optional: bool = False
-    arguments: str = ""
 
     @property
     def name(self) -> str:
@@ -39,16 +39,62 @@ class LossChoice:
 
 def _split(text: str) -> list[str]:
     """Split on commas; an item ``key=value`` without a colon belongs to the
-    loss before it (``tversky:alpha=0.7,beta=0.3``)."""
+    loss before it (``tversky:alpha=0.7,beta=0.3``).  An empty item
+    (``mse,,huber``, a trailing comma, an empty value) is a usage error."""
+    tokens = [t.strip() for t in text.split(",")]
+    if not any(tokens):
+        raise UsageError(f"--loss {text!r}: names no loss; give names such as --loss mse,huber.")
     items: list[str] = []
-    for token in (t.strip() for t in text.split(",")):
+    for number, token in enumerate(tokens, 1):
         if not token:
-            continue
+            raise UsageError(
+                f"--loss {text!r}: item {number} of {len(tokens)} is empty; "
+                "separate names with single commas, e.g. --loss mse,huber."
+            )
         if "=" in token and ":" not in token.split("=", 1)[0] and items and ":" in items[-1]:
             items[-1] += "," + token
         else:
             items.append(token)
     return items
+
+
+BASE_CLASSES = {"Loss": losses.Loss, "LossFunctionWrapper": losses.LossFunctionWrapper}
+"""Names that :func:`losskit.get` resolves but that need a loss function, which
+a command line cannot give."""
+
+
+def known_names() -> list[str]:
+    """The loss names usable on the command line (no base classes), sorted."""
+    names = (set(registry.CLASSES) | set(registry.FUNCTIONS)) - set(BASE_CLASSES)
+    return sorted(names)
+
+
+def _resolve(name: str, item: str) -> losses.Loss:
+    """The loss named ``name`` with default arguments, or a one-line error."""
+    families = ", ".join([*FAMILIES, EVERYTHING])
+    if name in BASE_CLASSES:
+        raise CLIError(
+            f"--loss {item!r}: {name} is a base class that needs a loss function, "
+            f"so it cannot be used from the command line; name a loss (e.g. mse, "
+            f"huber) or a family ({families})."
+        )
+    candidates = known_names()
+    if name not in candidates:
+        folded = [c for c in candidates if c.casefold() == name.casefold()]
+        close = folded + [
+            c
+            for c in difflib.get_close_matches(name, candidates, n=3, cutoff=0.6)
+            if c not in folded
+        ]
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise CLIError(
+            f"--loss {item!r}: Unknown loss {name!r}.{hint} Known names: "
+            f"{', '.join(candidates)}; families: {families}."
+        )
+    try:
+        return resolve_loss(name)
+    except (ValueError, TypeError) as error:
+        raise CLIError(f"--loss {item!r}: {error}") from None
 
 
 def _value(text: str) -> Any:
@@ -59,14 +105,16 @@ def _value(text: str) -> Any:
 
 
 def _build(item: str) -> losses.Loss:
-    name, _, arguments = item.partition(":")
+    name, colon, arguments = item.partition(":")
     name = name.strip()
-    try:
-        base = resolve_loss(name)
-    except ValueError as error:
-        raise CLIError(f"--loss {item!r}: {error}") from None
-    if type(base) in (losses.Loss, losses.LossFunctionWrapper):
-        raise CLIError(f"--loss {item!r}: name a loss, not a base class.")
+    if not name:
+        raise UsageError(f"--loss {item!r}: a loss name is missing before the colon.")
+    if colon and not arguments.strip():
+        raise UsageError(
+            f"--loss {item!r}: no arguments after the colon; give KEY=VALUE pairs, "
+            "e.g. huber:delta=2.0, or the name alone."
+        )
+    base = _resolve(name, item)
     if not arguments:
         return base
     kwargs: dict[str, Any] = {}
@@ -87,15 +135,35 @@ def _build(item: str) -> losses.Loss:
             f"its arguments are: {', '.join(accepted)}."
         )
     try:
-        return cls(**kwargs)
+        loss = cls(**kwargs)
     except (TypeError, ValueError) as error:
         raise CLIError(f"--loss {item!r}: {error}") from None
+    if "name" not in kwargs:
+        loss.name = describe(loss)
+    return loss
+
+
+def describe(loss: losses.Loss) -> str:
+    """The loss's Keras ``name``, followed by the constructor arguments that
+    differ from the defaults: ``huber_loss``, ``huber_loss(delta=2.0)``,
+    ``tversky(alpha=0.7, beta=0.3)``."""
+    default = type(loss)().get_config()
+    config = loss.get_config()
+    changed = []
+    for key, value in config.items():
+        if key in ("name", "reduction", "dtype") or value == default.get(key, value):
+            continue
+        if isinstance(default.get(key), float) and type(value) is int:
+            value = float(value)  # delta=2 is shown as Keras stores it: 2.0
+        changed.append(f"{key}={value!r}")
+    base = default["name"]
+    return f"{base}({', '.join(changed)})" if changed else base
 
 
 def parse_losses(text: str | None) -> list[LossChoice]:
     """The losses named by a ``--loss`` value (default ``regression``)."""
     choices: list[LossChoice] = []
-    for item in _split(text or "regression"):
+    for item in _split("regression" if text is None else text):
         if item == EVERYTHING or item in FAMILIES:
             choices.extend(
                 LossChoice(info.cls(), optional=True)
@@ -103,30 +171,32 @@ def parse_losses(text: str | None) -> list[LossChoice]:
                 if item == EVERYTHING or info.family == item
             )
         else:
-            choices.append(LossChoice(_build(item), arguments=item.partition(":")[2]))
+            choices.append(LossChoice(_build(item)))
     if not choices:
         raise CLIError("--loss names no loss.")
     return _distinct(choices)
 
 
-def _identity(loss: losses.Loss) -> tuple[str, str]:
-    config = {k: v for k, v in loss.get_config().items() if k != "name"}
-    return type(loss).__name__, repr(sorted(config.items()))
+def _same(a: losses.Loss, b: losses.Loss) -> bool:
+    """The same class with equal arguments (``delta=1`` equals ``delta=1.0``)."""
+
+    def config(loss: losses.Loss) -> dict[str, Any]:
+        return {k: v for k, v in loss.get_config().items() if k != "name"}
+
+    return type(a) is type(b) and config(a) == config(b)
 
 
 def _distinct(choices: list[LossChoice]) -> list[LossChoice]:
-    """One of each loss; a loss with arguments whose name is also another
-    loss's is renamed ``name:arguments`` (``huber_loss:delta=2.0``)."""
-    unique: dict[tuple[str, str], LossChoice] = {}
+    """One of each loss (the same class and arguments given twice count once,
+    an explicit one over one from a family); different losses must have
+    different names."""
+    kept: list[LossChoice] = []
     for choice in choices:
-        key = _identity(choice.loss)
-        if key not in unique or (unique[key].optional and not choice.optional):
-            unique[key] = choice
-    kept = list(unique.values())
-    names = [c.name for c in kept]
-    for choice in kept:
-        if names.count(choice.name) > 1 and choice.arguments:
-            choice.loss.name = f"{choice.name}:{choice.arguments}"
+        index = next((i for i, c in enumerate(kept) if _same(c.loss, choice.loss)), None)
+        if index is None:
+            kept.append(choice)
+        elif kept[index].optional and not choice.optional:
+            kept[index] = choice
     names = [c.name for c in kept]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

@@ -1,0 +1,124 @@
+"""``--output``: where a result is written, checked before any input is read.
+
+A regular file (or a new one) is written atomically: the text goes to a
+temporary file in the same directory, created when the run starts (so an
+unwritable or missing directory fails at once, not after the evaluation),
+and is renamed over the path at the end, with the mode a new file gets
+(``0o666`` less the umask).  Anything else the path names (a FIFO, a
+character device such as ``/dev/null``, or the target of a symbolic link)
+is written directly, never replaced: a symbolic link stays a link and its
+target receives the text.  A failed run leaves the path as it was.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import stat
+import sys
+import tempfile
+
+from losskit.cli._deps import CLIError, UsageError
+
+__all__ = ["Output", "current_umask", "prepare_output"]
+
+
+def current_umask() -> int:
+    """The process's umask (from ``/proc`` on Linux, without changing it)."""
+    with (
+        contextlib.suppress(OSError, ValueError, IndexError),
+        open("/proc/self/status", encoding="ascii") as status,
+    ):
+        for line in status:
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)  # elsewhere: read it by setting it, and set it back
+    os.umask(mask)
+    return mask
+
+
+class Output:
+    """Standard output (``path`` None), a file written atomically
+    (``temporary`` set) or a path written directly (a FIFO, a device, the
+    target of a symbolic link)."""
+
+    def __init__(self, path: str | None, temporary: str | None = None) -> None:
+        self.path = path
+        self.temporary = temporary
+
+    def write(self, text: str) -> None:
+        """Write ``text`` (the whole result) where the output goes."""
+        if self.path is None:
+            print(text, end="")
+            sys.stdout.flush()
+            return
+        try:
+            if self.temporary is None:
+                with open(self.path, "w", encoding="utf-8") as stream:
+                    stream.write(text)
+                return
+            with open(self.temporary, "w", encoding="utf-8") as stream:
+                stream.write(text)
+            os.chmod(self.temporary, 0o666 & ~current_umask())
+            os.replace(self.temporary, self.path)
+            self.temporary = None
+        except OSError as error:
+            raise CLIError(f"--output {self.path!r}: cannot write it: {_reason(error)}.") from None
+
+    def close(self) -> None:
+        """Remove the temporary file of a result that was never written."""
+        if self.temporary is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.temporary)
+            self.temporary = None
+
+
+def _reason(error: OSError) -> str:
+    return error.strerror or str(error)
+
+
+def prepare_output(path: str | None) -> Output:
+    """Check that ``path`` can be written (creating the temporary file of an
+    atomic write) before any input is read; a one-line error names ``path``."""
+    if path is None:
+        return Output(None)
+    if not path:
+        raise UsageError("--output '': give a file name.")
+    where = f"--output {path!r}"
+    if os.path.islink(path):  # written through: the link stays a link
+        if os.path.isdir(path):
+            raise CLIError(f"{where}: it links to a directory.")
+        if os.path.exists(path):
+            if not os.access(path, os.W_OK):
+                raise CLIError(f"{where}: its target is not writable.")
+        else:
+            _check_directory(where, os.path.dirname(os.path.realpath(path)))
+        return Output(path)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as error:
+        raise CLIError(f"{where}: {_reason(error)}.") from None
+    if mode is not None and stat.S_ISDIR(mode):
+        raise CLIError(f"{where}: it is a directory; give a file name.")
+    if mode is not None and not stat.S_ISREG(mode):
+        if not os.access(path, os.W_OK):
+            raise CLIError(f"{where}: it is not writable.")
+        return Output(path)  # a FIFO, a device: written directly
+    directory = os.path.dirname(path) or os.curdir
+    _check_directory(where, directory)
+    try:
+        handle, temporary = tempfile.mkstemp(
+            dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".losskit-tmp"
+        )
+    except OSError as error:
+        raise CLIError(f"{where}: cannot write in {directory!r}: {_reason(error)}.") from None
+    os.close(handle)
+    return Output(path, temporary)
+
+
+def _check_directory(where: str, directory: str) -> None:
+    if not os.path.isdir(directory):
+        missing = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise CLIError(f"{where}: the directory {directory!r} {missing}.")
