@@ -223,3 +223,42 @@ def test_mixed_libraries_keep_the_shape() -> None:
         losskit.MeanSquaredError()(jnp.asarray(y_true), torch.asarray(y_pred.reshape(-1)))
     bfloat16 = losskit.MeanSquaredError()(jnp.asarray(y_true, dtype=jnp.bfloat16), torch.ones(4, 3))
     assert bfloat16.shape == ()
+
+
+def test_eager_jax_calls_run_one_compiled_function_per_loss() -> None:
+    # A built-in loss called eagerly on JAX arrays runs as one cached
+    # jax.jit function (retraced per shape); the numbers are the eager ones.
+    from losskit import losses as losses_module
+
+    rng = np.random.default_rng(6)
+    y_true, y_pred = rng.random((8, 3)), rng.random((8, 3))
+    weight, mask = rng.random(8), rng.random(8) > 0.3
+    loss = losskit.MeanAbsolutePercentageError(dtype="float64")
+    value = loss(jnp.asarray(y_true), jnp.asarray(y_pred), jnp.asarray(weight), mask)
+    assert loss in losses_module._JAX_COMPILED
+    expected = loss(y_true, y_pred, weight, mask)  # NumPy: the eager reference
+    np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-12)
+    # epsilon is read at call time, also through the cache
+    losskit.set_epsilon(10.0**-2)
+    changed = loss(jnp.asarray(y_true * 0.0), jnp.asarray(y_pred))
+    np.testing.assert_allclose(np.asarray(changed), loss(y_true * 0.0, y_pred), rtol=1e-12)
+    # inside a user's jit the loss is traced as it is, not compiled again
+    traced = jax.jit(lambda t, p: loss(t, p))(jnp.asarray(y_true), jnp.asarray(y_pred))
+    np.testing.assert_allclose(np.asarray(traced), loss(y_true, y_pred), rtol=1e-12)
+
+
+def test_custom_losses_are_not_compiled_behind_the_users_back() -> None:
+    from losskit import losses as losses_module
+
+    calls = []
+
+    class Counting(losskit.Loss):
+        def call(self, y_true: object, y_pred: object) -> object:
+            calls.append(1)  # a Python side effect jit would run only once
+            return losskit.mean_squared_error(y_true, y_pred)
+
+    loss = Counting()
+    for _ in range(3):
+        loss(jnp.ones((2, 2)), jnp.zeros((2, 2)))
+    assert len(calls) == 3
+    assert loss not in losses_module._JAX_COMPILED

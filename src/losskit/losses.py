@@ -13,10 +13,13 @@ import re
 import sys
 import threading
 import types
+import weakref
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
-from losskit import _array, functional, kernels
+import numpy as _np
+
+from losskit import _array, _config, functional, kernels
 from losskit._array import Array
 from losskit.functional import probabilistic, regression, segmentation
 from losskit.functional.probabilistic import (
@@ -137,9 +140,15 @@ class Loss:
         if "keras" in sys.modules:
             _check_keras_caller(self)
         if isinstance(self, _BuiltinLoss):
+            if _eager_jax_call(y_true, y_pred, sample_weight, mask):
+                return _compiled_for_jax(self)(y_true, y_pred, sample_weight, mask)
             fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
             if fused is not None:
                 return fused
+        return self._reference_call(y_true, y_pred, sample_weight, mask)
+
+    def _reference_call(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Array:
+        """:meth:`__call__` through the array-API reference implementation."""
         xp = _array.namespace_of(y_pred)
         dtype = _array.float_dtype(xp, self._dtype)
         y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
@@ -183,6 +192,50 @@ class Loss:
     def __repr__(self) -> str:
         arguments = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({arguments})"
+
+
+# Eager JAX calls of built-in losses run as one jax.jit-compiled function,
+# cached per loss object and epsilon (read at call time) and retraced by JAX
+# per shape and dtype: one dispatch instead of one per array operation.
+_JAX_COMPILED: weakref.WeakKeyDictionary[Loss, dict[float, Callable[..., Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _eager_jax_call(y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> bool:
+    """Whether ``y_pred`` is a concrete JAX array (not a tracer: inside a
+    user's ``jit`` the loss is traced as it is) and the other inputs are
+    arrays of numbers or None, which ``jax.jit`` takes as arguments."""
+    jax = sys.modules.get("jax")
+    if jax is None or not isinstance(y_pred, jax.Array) or isinstance(y_pred, jax.core.Tracer):
+        return False
+    return all(_jit_argument(x) for x in (y_true, sample_weight, mask)) and y_true is not None
+
+
+def _jit_argument(x: Any) -> bool:
+    if x is None:
+        return True
+    jax = sys.modules["jax"]
+    if isinstance(x, jax.Array):
+        return not isinstance(x, jax.core.Tracer)
+    return type(x) is _np.ndarray and x.dtype.kind in "biuf"
+
+
+def _compiled_for_jax(loss: Loss) -> Callable[..., Any]:
+    jax = sys.modules["jax"]
+    by_epsilon = _JAX_COMPILED.setdefault(loss, {})
+    epsilon = _config.epsilon()
+    compiled = by_epsilon.get(epsilon)
+    if compiled is None:
+        owner = weakref.ref(loss)  # the cache must not keep the loss alive
+
+        def pure(y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
+            target = owner()
+            assert target is not None
+            return target._reference_call(y_true, y_pred, sample_weight, mask)
+
+        compiled = by_epsilon[epsilon] = jax.jit(pure)
+    return compiled
 
 
 def _check_keras_caller(loss: Loss) -> None:
