@@ -9,7 +9,9 @@ microseconds, one torch thread:
 - ``torch f+b``: ``loss(t, p).backward()`` on CPU tensors, against the
   torch.nn.functional equivalent where one exists (``benchmarks/_peers.py``);
 - ``torch no_grad``: the forward alone under ``torch.no_grad()``;
-- ``numpy``: the forward on NumPy arrays.
+- ``numpy``: the forward on NumPy arrays;
+- ``jax``: the forward on JAX arrays called eagerly, against the same loss
+  inside ``jax.jit`` written by the user.
 
 Usage (the ``bench`` extra)::
 
@@ -81,7 +83,15 @@ def measure_loss(name: str, shape: tuple[int, int], calls: int) -> dict[str, flo
 
         return call
 
+    import jax
+    import jax.numpy as jnp
+
+    jt, jp = jnp.asarray(y_true), jnp.asarray(y_pred)
+    jitted = jax.jit(lambda a, b: loss(a, b))
+
     result: dict[str, float | None] = {
+        "jax_eager": per_call_us(lambda: loss(jt, jp).block_until_ready(), calls),
+        "jax_jit": per_call_us(lambda: jitted(jt, jp).block_until_ready(), calls),
         "torch_fb": per_call_us(backward(loss), calls),
         "torch_fb_native": None if native is None else per_call_us(backward(native), calls),
         "torch_nograd": per_call_us(no_grad(loss), calls),
@@ -116,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     header = (
         f"{'loss':32} {'shape':>10} {'torch f+b':>10} {'native':>8} {'ratio':>6} "
-        f"{'no_grad':>8} {'native':>8} {'ratio':>6} {'numpy':>8}"
+        f"{'no_grad':>8} {'native':>8} {'ratio':>6} {'numpy':>8} {'jax':>7} {'jit':>7}"
     )
     print(header)
     results: dict[str, dict[str, Any]] = {}
@@ -130,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{'—' if native_fb is None else f'{native_fb:.1f}':>8} "
                 f"{_ratio(row['torch_fb'], native_fb):>6} {row['torch_nograd']:8.1f} "
                 f"{'—' if native_ng is None else f'{native_ng:.1f}':>8} "
-                f"{_ratio(row['torch_nograd'], native_ng):>6} {row['numpy']:8.1f}"
+                f"{_ratio(row['torch_nograd'], native_ng):>6} {row['numpy']:8.1f} "
+                f"{row['jax_eager']:7.1f} {row['jax_jit']:7.1f}"
             )
     if options.json:
         document = {"command": " ".join(sys.argv), "results": results}
