@@ -393,3 +393,22 @@ def test_accumulators_take_arrays_on_a_non_default_device() -> None:
     on_host = MultiLossAccumulator(names)
     on_host.update(t, p)
     assert on_device.result() == pytest.approx(on_host.result(), rel=1e-12)
+
+
+@pytest.mark.parametrize("codes", [False, True])
+def test_grouped_nan_and_none_keys_lose_no_sample(codes: bool) -> None:
+    """NaN and None are one missing key (None); neither's samples are lost,
+    whether the keys come as values or as codes into ``group_keys``."""
+    y_true = np.zeros((4, 1))
+    y_pred = np.array([[1.0], [2.0], [3.0], [4.0]])
+    acc = GroupedAccumulator(["mse"])
+    if codes:
+        acc.update(y_true, y_pred, groups=np.array([0, 1, 2, 0]), group_keys=[1.0, np.nan, None])
+    else:
+        acc.update(y_true, y_pred, groups=np.array([1.0, np.nan, None, 1.0], dtype=object))
+    assert acc.samples == {1.0: 2, None: 2}
+    assert acc.result() == {
+        1.0: {"mean_squared_error": 8.5},
+        None: {"mean_squared_error": 6.5},
+    }
+    assert acc.combined().result() == {"mean_squared_error": 7.5}

@@ -610,6 +610,7 @@ class _Accumulation:
                 used, inverse = np.unique(keys.astype(np.int64), return_inverse=True)
                 unique_keys = [_hashable(group_keys[i]) for i in used.tolist()]
                 inverse = inverse.reshape(-1)
+            unique_keys, inverse = _merge_equal_keys(unique_keys, inverse)
             n = len(unique_keys)
             counts = np.bincount(inverse, minlength=n)
         batches = [
@@ -709,6 +710,19 @@ def _hashable(key: Any) -> Hashable:
     if isinstance(key, float) and math.isnan(key):
         return None
     return key
+
+
+def _merge_equal_keys(
+    keys: Sequence[Hashable], inverse: np.ndarray
+) -> tuple[list[Hashable], np.ndarray]:
+    """Make ``keys`` distinct: keys that are one group (NaN and None are both
+    the missing key, None) get one index, so no sample's row is lost to a
+    repeated index in a fancy assignment."""
+    index: dict[Hashable, int] = {}
+    remap = np.array([index.setdefault(k, len(index)) for k in keys], dtype=np.int64)
+    if len(index) == len(keys):
+        return list(keys), inverse
+    return list(index), remap[inverse]
 
 
 def _factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray]:

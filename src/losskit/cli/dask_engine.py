@@ -14,6 +14,8 @@ at the same paths.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 from collections.abc import Callable, Sequence
@@ -25,6 +27,8 @@ from losskit.cli.engine import Plan, Work, evaluate_piece
 from losskit.cli.progress import Progress
 
 FAN_IN = 8
+# seconds to connect to a --scheduler and hear it answer as a scheduler
+CONNECT_TIMEOUT = 5.0
 
 
 def piece_task(
@@ -56,14 +60,64 @@ def _tree(client: Any, leaves: Sequence[Any]) -> Any:
     return level[0]
 
 
+def _check_scheduler(address: str, timeout: float | None = None) -> None:
+    """Fail in at most about ``timeout`` seconds (:data:`CONNECT_TIMEOUT`)
+    unless ``address`` is a Dask scheduler's: one that is malformed, that
+    nothing listens at, or where something else listens (a web server, a
+    socket that never answers), would otherwise give a traceback or make
+    ``Client`` wait for an answer forever."""
+    comm_module = require("distributed.comm", extra="dask")
+    security_module = require("distributed.security", extra="dask")
+    timeout = CONNECT_TIMEOUT if timeout is None else timeout
+    where = f"--scheduler {address!r}"
+    try:
+        scheme, location = comm_module.parse_address(address)
+        comm_module.registry.get_backend(scheme)
+        if scheme in ("tcp", "tls"):
+            comm_module.parse_host_port(location)
+    except (ValueError, TypeError) as error:
+        raise CLIError(
+            f"{where}: not a Dask scheduler address ({error}); give one like tcp://HOST:8786."
+        ) from None
+    if scheme == "inproc":  # in this process: nothing to wait for
+        return
+
+    async def identity() -> Any:
+        arguments = security_module.Security().get_connection_args("client")
+        comm = await comm_module.connect(address, timeout=timeout, **arguments)
+        try:
+            await comm.write({"op": "identity", "reply": True})
+            return await comm.read()
+        finally:
+            comm.abort()
+
+    async def bounded() -> Any:
+        return await asyncio.wait_for(identity(), timeout)
+
+    try:
+        # on a thread of its own: the caller may be running an event loop
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            reply = pool.submit(asyncio.run, bounded()).result()
+    except (asyncio.TimeoutError, TimeoutError):
+        reason = f"no answer from a Dask scheduler within {timeout:g} s"
+    except Exception as error:  # what the transport raised: refused, reset, garbage
+        reason = " ".join(str(error).split()) or type(error).__name__
+    else:
+        if isinstance(reply, dict) and reply.get("type") == "Scheduler":
+            return
+        reason = "what answers there is not a Dask scheduler"
+    raise CLIError(f"{where}: cannot connect to a Dask scheduler: {reason}.")
+
+
 @contextlib.contextmanager
 def _client(scheduler: str | None, workers: int | None) -> Any:
     distributed = require("distributed", extra="dask")
     require("dask", extra="dask")
     if scheduler:
+        _check_scheduler(scheduler)
         try:
             client = distributed.Client(scheduler, timeout="20s")
-        except OSError as error:
+        except (OSError, ValueError) as error:
             raise CLIError(
                 f"Cannot connect to the Dask scheduler at {scheduler}: {error}"
             ) from None

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import json
+import math
 import queue
 import sys
 import threading
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 from losskit.cli import readers
@@ -48,6 +50,12 @@ class Work:
     rows: int = 0
     skipped: int = 0
     nbytes: int = 0
+    # The names of the target and prediction columns, the shape of one row
+    # of each (the width of a list column) and the first rows that had it:
+    # every batch of every file must agree, whatever the batch size.
+    names: tuple[str, str] = ("y_true", "y_pred")
+    shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
+    shapes_at: str = ""
 
     @classmethod
     def empty(cls, plan: Plan) -> Work:
@@ -56,9 +64,31 @@ class Work:
             accumulator = GroupedAccumulator(list(plan.losses))
         else:
             accumulator = MultiLossAccumulator(list(plan.losses))
-        return cls(accumulator, ResidualHistogram() if plan.histogram else None)
+        names = (",".join(plan.columns.y_true), ",".join(plan.columns.y_pred))
+        return cls(accumulator, ResidualHistogram() if plan.histogram else None, names=names)
+
+    def _check_shapes(self, shapes: tuple[tuple[int, ...], tuple[int, ...]], where: str) -> None:
+        """Fail on rows (``where``) whose width differs from the rows seen
+        before."""
+        if self.shapes is None:
+            self.shapes, self.shapes_at = shapes, where
+            return
+        for name, mine, theirs in zip(self.names, self.shapes, shapes, strict=True):
+            if mine != theirs:
+                raise readers.InputError(
+                    f"{where}: column {name!r} has {_width(theirs)} values per row, but "
+                    f"{_width(mine)} in {self.shapes_at}; every row must have the same "
+                    "number of values."
+                )
 
     def update(self, batch: readers.Batch) -> None:
+        last = batch.first_row + batch.rows + batch.skipped
+        where = f"{batch.path}, rows {batch.first_row + 1}-{last}"
+        if not batch.rows:  # every row skipped (null lists only have no width)
+            self.skipped += batch.skipped
+            self.nbytes += batch.nbytes
+            return
+        self._check_shapes((batch.y_true.shape[1:], batch.y_pred.shape[1:]), where)
         try:
             if isinstance(self.accumulator, GroupedAccumulator):
                 self.accumulator.update(
@@ -73,10 +103,7 @@ class Work:
                     batch.y_true, batch.y_pred, sample_weight=batch.sample_weight
                 )
         except (ValueError, TypeError) as error:
-            last = batch.first_row + batch.rows + batch.skipped
-            raise readers.InputError(
-                f"{batch.path}, rows {batch.first_row + 1}-{last}: {error}"
-            ) from None
+            raise readers.InputError(f"{where}: {error}") from None
         if self.histogram is not None:
             self.histogram.update(batch.y_true, batch.y_pred, batch.groups, batch.group_keys)
         self.rows += batch.rows
@@ -84,6 +111,8 @@ class Work:
         self.nbytes += batch.nbytes
 
     def merge(self, other: Work) -> Work:
+        if other.shapes is not None:
+            self._check_shapes(other.shapes, other.shapes_at)
         self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         if self.histogram is not None and other.histogram is not None:
             self.histogram.merge(other.histogram)
@@ -91,6 +120,10 @@ class Work:
         self.skipped += other.skipped
         self.nbytes += other.nbytes
         return self
+
+
+def _width(shape: tuple[int, ...]) -> str:
+    return str(shape[0]) if len(shape) == 1 else "x".join(map(str, shape))
 
 
 @functools.cache
@@ -210,9 +243,36 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
     return total
 
 
+MISSING_LABEL = "null"
+
+
 def group_label(key: Hashable) -> str:
-    if key is None:
-        return "null"
+    """A group's name in the output: ``null`` for the missing key (None or
+    NaN), integers without a decimal point, text as it is, except text that
+    could be mistaken for another label (``"null"``, or text starting with a
+    double quote), which is shown quoted as in JSON (``\"null\"``)."""
+    if key is None or (isinstance(key, float) and math.isnan(key)):
+        return MISSING_LABEL
     if isinstance(key, float) and key.is_integer():
         return str(int(key))
+    if isinstance(key, str) and (key == MISSING_LABEL or key.startswith('"')):
+        return json.dumps(key)
     return str(key)
+
+
+def group_labels(keys: Iterable[Hashable]) -> dict[Hashable, str]:
+    """Each key's label (see :func:`group_label`), distinct: keys of different
+    types that print alike (the number 1 and the text ``1``) get their type
+    added, so no two groups are ever merged in the output."""
+    labels: dict[Hashable, str] = {}
+    used: set[str] = set()
+    for key in keys:
+        label = group_label(key)
+        if label in used:
+            label = f"{label} ({type(key).__name__})"
+            base, n = label, 2
+            while label in used:
+                label, n = f"{base} #{n}", n + 1
+        used.add(label)
+        labels[key] = label
+    return labels

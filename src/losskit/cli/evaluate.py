@@ -25,7 +25,7 @@ from typing import Any
 
 from losskit.cli import readers
 from losskit.cli._deps import CLIError, require
-from losskit.cli.engine import Plan, Work, group_label, run_local
+from losskit.cli.engine import Plan, Work, group_labels, run_local
 from losskit.cli.output import prepare_output
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
@@ -133,12 +133,14 @@ def build_report(
     }
     if isinstance(accumulator, GroupedAccumulator):
         samples = accumulator.samples
+        results = accumulator.result()
+        labels = group_labels(results)
         report["groups"] = {
-            group_label(key): {
+            labels[key]: {
                 "losses": {name: _number(value) for name, value in values.items()},
                 "rows": samples[key],
             }
-            for key, values in accumulator.result().items()
+            for key, values in results.items()
         }
     return report
 

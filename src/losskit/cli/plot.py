@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from losskit.cli._deps import CLIError, require
-from losskit.cli.engine import group_label
+from losskit.cli.engine import group_labels
 from losskit.cli.histogram import ResidualHistogram, quantile_limits
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
@@ -194,7 +194,8 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
     limits = quantile_limits(total)
     edges, counts, below, above = ResidualHistogram.linear(total, limits=limits)
     top.stairs(counts, edges, fill=True, color="0.75", label="all rows")
-    by_label = {_label(k): v for k, v in histogram.counts.items()}
+    labels_of = group_labels(histogram.counts)
+    by_label = {labels_of[k]: v for k, v in histogram.counts.items()}
     if groups:
         for j, key in enumerate(list(groups)[:8]):
             if key in by_label:
@@ -226,8 +227,3 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
     figure.tight_layout()
     figure.savefig(output)
     plt.close(figure)
-
-
-def _label(key: Any) -> str:
-
-    return group_label(key)

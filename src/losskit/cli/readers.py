@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fnmatch
 import glob
 import io
 import math
@@ -65,13 +66,63 @@ def format_of(path: str) -> str | None:
     return None
 
 
+def expand_glob(pattern: str) -> list[str]:
+    """The paths ``pattern`` matches, as ``glob.glob(pattern, recursive=True)``
+    gives them, except that ``**`` never descends into a symbolic link to a
+    directory (``glob`` follows them, so a link to a parent directory made it
+    recurse until paths grew too long); the directories it searches are
+    walked once each, as with a directory PATH."""
+    parts = pattern.split(os.sep)
+    if "**" not in parts:
+        return glob.glob(pattern)
+    first = parts.index("**")
+    head, tail = os.sep.join(parts[:first]), parts[first:]
+    if not head and pattern.startswith(os.sep):
+        head = os.sep
+    if not head:
+        bases = [""]
+    elif glob.has_magic(head):
+        bases = glob.glob(head)
+    else:
+        bases = [head]
+    found: list[str] = []
+    for base in bases:
+        if base and not os.path.isdir(base):
+            continue
+        for root, directories, names in os.walk(base or os.curdir):
+            relative = os.path.relpath(root, base or os.curdir)
+            parents = [] if relative == os.curdir else relative.split(os.sep)
+            for name in [*directories, *names]:
+                if _matches([*parents, name], tail):
+                    found.append(os.path.join(base, *parents, name))
+    return found
+
+
+def _matches(names: list[str], patterns: list[str]) -> bool:
+    """Whether the path components ``names`` match the glob components
+    ``patterns`` (``**`` is any number of components; wildcards match no
+    hidden name, as in :mod:`glob`)."""
+    if not patterns:
+        return not names
+    if patterns[0] == "**":
+        if _matches(names, patterns[1:]):
+            return True
+        return bool(names) and not names[0].startswith(".") and _matches(names[1:], patterns)
+    if not names:
+        return False
+    name, pattern = names[0], patterns[0]
+    if name.startswith(".") and not pattern.startswith(".") and glob.has_magic(pattern):
+        return False
+    return fnmatch.fnmatchcase(name, pattern) and _matches(names[1:], patterns[1:])
+
+
 def find_files(paths: Sequence[str]) -> list[str]:
     """Expand globs and directories (recursively) into supported files."""
     found: list[str] = []
     supported = ", ".join(sorted(FORMATS))
     for path in paths:
         if _GLOB_CHARACTERS & set(path):
-            matches = sorted(glob.glob(path, recursive=True))
+            matches = sorted(expand_glob(path))
             files = [m for m in matches if os.path.isfile(m) and format_of(m)]
             if not files:
                 raise CLIError(f"No file of a supported type ({supported}) matches {path!r}.")
@@ -671,14 +722,19 @@ def _apply_nan_policy(
     finite = np.ones(batch.rows, dtype=bool)
     for array in arrays.values():
         ok = np.isfinite(array)
-        finite &= ok if ok.ndim == 1 else ok.all(axis=1)
+        if ok.ndim == 1:
+            finite &= ok
+        elif ok.shape[1]:
+            finite &= ok.all(axis=1)
+        else:  # a list column whose every list in the batch is null
+            finite[:] = False
     if finite.all():
         return batch
     if nan_policy != "omit":
         index = int(np.argmin(finite))
         for name, array in arrays.items():
             values = np.atleast_1d(array[index])
-            bad = values[~np.isfinite(values)]
+            bad = values[~np.isfinite(values)] if values.size else np.array([np.nan])
             if bad.size:
                 what = "missing (null or NaN)" if np.isnan(bad[0]) else f"{bad[0]}"
                 raise InputError(
