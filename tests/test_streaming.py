@@ -412,3 +412,17 @@ def test_grouped_nan_and_none_keys_lose_no_sample(codes: bool) -> None:
         None: {"mean_squared_error": 6.5},
     }
     assert acc.combined().result() == {"mean_squared_error": 7.5}
+
+
+@pytest.mark.parametrize("name", ["hinge", "squared_hinge"])
+def test_an_empty_hinge_batch_changes_nothing(name: str) -> None:
+    # Other accumulators already took an empty batch as a no-op; the hinge's
+    # label check used to fail to reshape zero rows.
+    y_true, y_pred = np.array([[1.0, 0.0, 1.0]]), np.array([[0.5, 0.2, -0.3]])
+    with_empty = LossAccumulator(name)
+    with_empty.update(np.zeros((0, 3)), np.zeros((0, 3)))
+    with_empty.update(y_true, y_pred)
+    alone = LossAccumulator(name)
+    alone.update(y_true, y_pred)
+    assert with_empty.result() == alone.result()
+    assert with_empty.result() == pytest.approx(float(losskit.get(name)(y_true, y_pred)[0]))

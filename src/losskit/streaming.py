@@ -409,7 +409,7 @@ class _Kernel:
         elsewhere); and per group whether its labels here are all 0 or 1."""
         labels = _float64(y_true, "y_true")
         binary = (labels == 0) | (labels == 1)
-        row_binary = binary.reshape(n, -1).all(axis=1) if binary.ndim > 1 else binary
+        row_binary = binary.all(axis=tuple(range(1, binary.ndim)))  # also for 0 rows
         if inverse is None:
             group_binary = np.array([bool(row_binary.all())])
             selected = np.full(n, bool(group_binary[0]))
