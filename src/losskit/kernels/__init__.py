@@ -308,7 +308,7 @@ class _Inputs:
 
 def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs | None:
     t = _host_array(y_true)
-    if t is None or y_pred.ndim < 2 or y_pred.size < MIN_ELEMENTS:
+    if t is None:  # (size and rank: checked by _large_enough before the lock)
         return None
     if plan.labels:
         if t.dtype.kind not in "iuf":
