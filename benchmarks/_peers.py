@@ -28,11 +28,13 @@ __all__ = [
     "COLUMN_DESCRIPTIONS",
     "DOMAIN_DESCRIPTIONS",
     "KERAS_BACKENDS",
+    "OPTAX_MAPPING",
     "PEERS",
     "RATIO_PEERS",
     "TORCH_NN_MAPPING",
     "TORCH_NN_MISSING",
     "WorkerSettings",
+    "has_inputs",
     "input_description",
     "make_inputs",
     "roofline_repeat",
@@ -50,11 +52,12 @@ COLUMNS = (
     "keras-torch",
     "torch-nn",
     "torch-compile",
+    "optax",
 )
 #: What ``--peers`` accepts.
-PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile", "reference")
+PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile", "optax", "reference")
 #: The columns losskit is compared with ("fastest peer"); the reference is shown, not compared.
-RATIO_PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile")
+RATIO_PEERS = ("keras-jax", "keras-torch", "torch-nn", "torch-compile", "optax")
 #: Columns that need Keras, and the backend their process gets.
 KERAS_BACKENDS = {"keras-jax": "jax", "keras-torch": "torch"}
 
@@ -85,6 +88,21 @@ COLUMN_DESCRIPTIONS = {
     "torch-compile": (
         "torch.compile(lambda t, p: loss(t, p)) of losskit's reference path (preference "
         "'reference'), compiled once per loss and call kind during warm-up, torch CPU tensors"
+    ),
+    "optax": (
+        "the optax equivalent (see OPTAX_MAPPING) under jax.jit: fwd, and fwd+bwd = "
+        "jax.jit(jax.value_and_grad(...)) with respect to its prediction input; '-' where none "
+        "exists (torchvision.ops.sigmoid_focal_loss, the other focal peer, does not install "
+        "beside the pinned torch 2.13.0)"
+    ),
+}
+
+#: The optax expression of each loss that has one.  optax's focal loss takes
+#: logits: it gets ``x = log(p) - log1p(-p)`` of the same ``p`` (computed
+#: before timing), so it computes the same value with the same memory traffic.
+OPTAX_MAPPING = {
+    "binary_focal_crossentropy": (
+        "optax.losses.sigmoid_focal_loss(x, t, alpha=None, gamma=2.0).mean(), x = logit(p)"
     ),
 }
 
@@ -121,6 +139,8 @@ TORCH_NN_MISSING = {
 }
 
 SPARSE = "sparse_categorical_crossentropy"
+#: Losses whose targets are integer labels of shape (rows,).
+LABEL_LOSSES = (SPARSE, "categorical_generalized_cross_entropy")
 
 
 def torch_nn_description(name: str) -> str:
@@ -209,6 +229,13 @@ def make_inputs(name: str, rows: int, cols: int, seed: int = 0) -> tuple[np.ndar
     }
     y_true, y_pred = recipes[_domain(name)]()
     return y_true, y_pred
+
+
+def has_inputs(name: str) -> bool:
+    """Whether :func:`make_inputs` can draw the inputs of loss ``name``: CTC and
+    Circle take label sequences and embeddings, not ``(rows, cols)`` arrays
+    (``benchmarks/ctc.py`` measures CTC on its own)."""
+    return _domain(name) in DOMAIN_DESCRIPTIONS
 
 
 @dataclass(frozen=True)
@@ -329,7 +356,7 @@ def _keras_jax(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
     import keras
 
     loss = getattr(keras.losses, _loss_class(name).__name__)()
-    t = jnp.asarray(y_true.astype(np.int32) if name == SPARSE else y_true)
+    t = jnp.asarray(y_true.astype(np.int32) if name in LABEL_LOSSES else y_true)
     p = jnp.asarray(y_pred)
     forward = jax.jit(lambda t, p: loss(t, p))
     value_and_grad = jax.jit(jax.value_and_grad(lambda p, t: loss(t, p)))
@@ -348,6 +375,28 @@ def _keras_torch(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
     return _torch_specs(loss, y_true, y_pred)
 
 
+def _optax(name: str, y_true: np.ndarray, y_pred: np.ndarray) -> Specs:
+    if name not in OPTAX_MAPPING:
+        return {"fwd": None, "fwdbwd": None}
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def focal(x: Any, t: Any) -> Any:
+        return optax.losses.sigmoid_focal_loss(x, t, alpha=None, gamma=2.0).mean()
+
+    t = jnp.asarray(y_true)
+    x = jnp.asarray(np.log(y_pred) - np.log1p(-y_pred))
+    forward = jax.jit(focal)
+    value_and_grad = jax.jit(jax.value_and_grad(focal))
+    return {
+        "fwd": Spec(lambda: forward(x, t).block_until_ready()),
+        "fwdbwd": Spec(
+            lambda: jax.block_until_ready(value_and_grad(x, t)), gradient_bytes=y_pred.nbytes
+        ),
+    }
+
+
 BUILDERS: dict[str, Builder] = {
     "roofline": _roofline,
     "losskit": _losskit,
@@ -356,6 +405,7 @@ BUILDERS: dict[str, Builder] = {
     "keras-torch": _keras_torch,
     "torch-nn": _torch_nn,
     "torch-compile": _torch_compile,
+    "optax": _optax,
 }
 PREFERENCES = {"losskit": "fast", "reference": "reference", "torch-compile": "reference"}
 

@@ -68,6 +68,22 @@ CONTENDERS: dict[str, tuple[str, str]] = {
         "import losskit.cli.evaluate as ev, pyarrow.parquet, pyarrow.compute\n" + KERNEL_IMPORTS,
         "VALUES = ev.run(ev.Options(paths=[FILE], loss='mse', progress=False))['losses']",
     ),
+    # With --groups K: the same losses per group of an integer column of K
+    # distinct keys, the CSV text (one line per group) included in the time.
+    "losskit_grouped_mse": (
+        "import losskit.cli.evaluate as ev, pyarrow.parquet, pyarrow.compute\n" + KERNEL_IMPORTS,
+        "report = ev.run(ev.Options(paths=[FILE], loss='mse', group_by='g', progress=False),\n"
+        "                columnar=True)\n"
+        "TEXT = ev.render(report, 'csv')\n"
+        "VALUES = report['losses']",
+    ),
+    "losskit_grouped_regression": (
+        "import losskit.cli.evaluate as ev, pyarrow.parquet, pyarrow.compute\n" + KERNEL_IMPORTS,
+        "report = ev.run(ev.Options(paths=[FILE], group_by='g', progress=False),\n"
+        "                columnar=True)\n"
+        "TEXT = ev.render(report, 'csv')\n"
+        "VALUES = report['losses']",
+    ),
     "polars_regression": (
         "import math, polars as pl",
         textwrap.dedent(
@@ -140,14 +156,16 @@ WORKER = textwrap.dedent(
 )
 
 
-def make_data(path: Path, rows: int, seed: int = 0) -> None:
+def make_data(path: Path, rows: int, seed: int = 0, groups: int = 0) -> None:
     """Positive targets and predictions (so every baseline accepts them),
-    with 0.1% gross outliers; written in 2**20-row row groups."""
+    with 0.1% gross outliers; written in 2**20-row row groups.  With
+    ``groups``, also a column ``g`` of random integer keys in [0, groups)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
-    schema = pa.schema([("y_true", pa.float64()), ("y_pred", pa.float64())])
+    fields = [("y_true", pa.float64()), ("y_pred", pa.float64())]
+    schema = pa.schema(fields + ([("g", pa.int64())] if groups else []))
     temporary = path.with_suffix(".partial")
     with pq.ParquetWriter(temporary, schema) as writer:
         for lo in range(0, rows, CHUNK):
@@ -156,7 +174,10 @@ def make_data(path: Path, rows: int, seed: int = 0) -> None:
             y_pred = y_true * np.exp(rng.normal(0.0, 0.2, size=n))
             outliers = rng.random(n) < 0.001
             y_pred[outliers] *= 10.0
-            writer.write_table(pa.table({"y_true": y_true, "y_pred": y_pred}, schema=schema))
+            columns = {"y_true": y_true, "y_pred": y_pred}
+            if groups:
+                columns["g"] = rng.integers(0, groups, size=n)
+            writer.write_table(pa.table(columns, schema=schema))
     temporary.rename(path)
 
 
@@ -216,14 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only", nargs="*", choices=sorted(CONTENDERS), help="run only these contenders"
     )
+    parser.add_argument(
+        "--groups",
+        type=lambda s: int(float(s)),
+        default=0,
+        help="add a key column of this many distinct values (for the grouped contenders)",
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: results/...)")
     args = parser.parse_args(argv)
 
-    path = args.data / f"losskit_bench_{args.rows}.parquet"
+    suffix = f"_g{args.groups}" if args.groups else ""
+    path = args.data / f"losskit_bench_{args.rows}{suffix}.parquet"
     if not path.exists():
         print(f"writing {path} ({args.rows:,} rows) ...", flush=True)
         started = time.perf_counter()
-        make_data(path, args.rows)
+        make_data(path, args.rows, groups=args.groups)
         print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
     size = path.stat().st_size
     header = {"machine": machine(), "versions": versions()}
@@ -233,13 +261,16 @@ def main(argv: list[str] | None = None) -> int:
         "file": str(path),
         "file_bytes": size,
         "row_group_rows": CHUNK,
+        "groups": args.groups,
     }
     print(json.dumps(header, indent=2))
 
     # Contenders take turns, so that load from elsewhere on the machine
     # falls on all of them alike; the best of the repeats is the estimate
     # least disturbed by it (medians are reported too).
-    names = args.only or list(CONTENDERS)
+    names = args.only or [n for n in CONTENDERS if args.groups or "grouped" not in n]
+    if not args.groups and any("grouped" in n for n in names):
+        parser.error("the grouped contenders need --groups")
     samples: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     load_before = os.getloadavg() if hasattr(os, "getloadavg") else None
     for repeat in range(args.repeat):
@@ -309,9 +340,19 @@ def main(argv: list[str] | None = None) -> int:
             "target": ">= 10",
             "met": ratio >= 10,
         }
+    for loss in ("mse", "regression"):
+        grouped, plain = f"losskit_grouped_{loss}", f"losskit_{loss}"
+        if {grouped, plain} <= set(runs):
+            for clock in ("seconds", "process_seconds"):
+                ratio = runs[grouped][clock] / runs[plain][clock]
+                targets[f"grouped_{loss}_vs_ungrouped_{clock}"] = {
+                    "ratio": ratio,
+                    "target": "<= 3",
+                    "met": ratio <= 3,
+                }
     print("targets:", json.dumps(targets, indent=2))
 
-    output = args.output or RESULTS / f"evaluate_{args.rows}.json"
+    output = args.output or RESULTS / f"evaluate_{args.rows}{suffix}.json"
     output.parent.mkdir(parents=True, exist_ok=True)
     payload = {**header, "runs": runs, "agreement": agreement, "targets": targets}
     output.write_text(json.dumps(payload, indent=2) + "\n")

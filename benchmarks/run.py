@@ -44,11 +44,15 @@ Columns (each runs in its own process unless ``--in-process``):
   ``multi_margin`` sums where Keras takes a maximum;
   ``binary_cross_entropy_with_logits`` is ``from_logits=True``, not measured);
 * ``torch-compile``: ``torch.compile(lambda t, p: loss(t, p))`` of losskit's
-  reference path.
+  reference path;
+* ``optax``: the optax equivalent under ``jax.jit``, where one exists (binary
+  focal crossentropy: ``optax.losses.sigmoid_focal_loss`` on ``logit(p)``).
+  ``torchvision.ops.sigmoid_focal_loss`` is not a column: torchvision does not
+  install beside the pinned torch 2.13.0.
 
 Ratios: ``losskit / roofline`` (1.0 is the bound), and ``speedup`` = fastest of
-keras-jax, keras-torch, torch-nn and torch-compile / losskit (> 1: losskit is
-faster).
+keras-jax, keras-torch, torch-nn, torch-compile and optax / losskit (> 1:
+losskit is faster).
 
 Timing: two warm-up calls (the first compiles), then ``--repeat`` calls
 (default 5) timed one by one with ``time.perf_counter``, the garbage collector
@@ -95,10 +99,13 @@ from _peers import (  # noqa: E402
     COLUMN_DESCRIPTIONS,
     COLUMNS,
     KERAS_BACKENDS,
+    LABEL_LOSSES,
+    OPTAX_MAPPING,
     PEERS,
     RATIO_PEERS,
     TORCH_NN_MAPPING,
     WorkerSettings,
+    has_inputs,
     input_description,
     roofline_repeat,
     run_worker,
@@ -125,6 +132,7 @@ VERSION_PACKAGES = (
     "jax",
     "jaxlib",
     "keras",
+    "optax",
     "array-api-compat",
     "losskit",
 )
@@ -145,10 +153,11 @@ def loss_aliases() -> dict[str, str]:
 
 
 def all_losses() -> tuple[str, ...]:
-    """The Keras default names of ``losskit.LOSSES``, in registry order."""
+    """The Keras default names of ``losskit.LOSSES`` whose inputs the benchmark
+    draws (not CTC and Circle: see :func:`_peers.has_inputs`), in registry order."""
     import losskit
 
-    return tuple(info.name for info in losskit.LOSSES)
+    return tuple(info.name for info in losskit.LOSSES if has_inputs(info.name))
 
 
 def parse_losses(text: str) -> tuple[str, ...]:
@@ -172,7 +181,13 @@ def parse_losses(text: str) -> tuple[str, ...]:
                 f"unknown loss {item!r}.{hint} Known losses: {', '.join(all_losses())} "
                 "(or their class names and aliases, or 'all')."
             )
-        names.append(aliases[item.lower()])
+        name = aliases[item.lower()]
+        if not has_inputs(name):
+            raise ValueError(
+                f"{item!r} takes label sequences or embeddings, which this benchmark does not "
+                "draw (CTC: python benchmarks/ctc.py)."
+            )
+        names.append(name)
     if not names:
         raise ValueError("--losses is empty; give loss names or 'all'.")
     return tuple(dict.fromkeys(names))
@@ -716,6 +731,10 @@ def render(report: dict[str, Any]) -> str:
         lines += ["", "torch-nn mapping (t = y_true, p = y_pred, F = torch.nn.functional):"]
         for name in s["losses"]:
             lines.append(f"  {name:<32} {torch_nn_description(name)}")
+    if "optax" in report["columns"]:
+        lines += ["", "optax mapping:"]
+        for name in s["losses"]:
+            lines.append(f"  {name:<32} {OPTAX_MAPPING.get(name, DASH + ' no optax loss')}")
     errors = [
         f"{column} {name} {KIND_LABELS[kind]}: {m_['error']}"
         for column, per_loss in report["results"].items()
@@ -759,7 +778,7 @@ def roofline_bandwidth(
     """GB/s of the roofline passes of the first dense loss."""
     statistic = ROOFLINE_STATISTIC
     for name in losses:
-        if name == "sparse_categorical_crossentropy":
+        if name in LABEL_LOSSES:
             continue
         cells = results.get("roofline", {}).get(name, {})
         fwd, fwdbwd = seconds(cells.get("fwd"), statistic), seconds(cells.get("fwdbwd"), statistic)
@@ -871,6 +890,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "workers": workers,
         "inputs": {name: input_description(name) for name in losses},
         "torch_nn_mapping": {name: TORCH_NN_MAPPING.get(name) for name in losses},
+        "optax_mapping": {name: OPTAX_MAPPING.get(name) for name in losses},
         "memory_methods": {
             "tracemalloc": (
                 "NumPy forward: tracemalloc peak during the call minus the traced size before"

@@ -34,6 +34,7 @@ class Case:
     keras_kwargs: dict[str, Any] | None = None  # where Keras needs others
     keras_function_matches: bool = True  # Keras 3.15's function gives the fixed value
     domain: str | None = None
+    shape: tuple[int, ...] | None = None  # input shape where (rows, columns) does not fit
 
     @property
     def spec(self) -> spec_module.LossSpec:
@@ -97,9 +98,37 @@ CASES: tuple[Case, ...] = (
     # Keras 3.15 swaps alpha and beta: its Tversky(alpha=b, beta=a) is the fixed
     # Tversky(alpha=a, beta=b).
     Case("Tversky", {"alpha": 0.7, "beta": 0.2}, keras_kwargs={"alpha": 0.2, "beta": 0.7}),
+    Case("BinaryFocalCrossentropy"),
+    Case("BinaryFocalCrossentropy", {"from_logits": True, "gamma": 3.0}),
+    Case(
+        "BinaryFocalCrossentropy",
+        {"apply_class_balancing": True, "alpha": 0.4, "gamma": 1.5, "label_smoothing": 0.1},
+    ),
+    Case(
+        "BinaryFocalCrossentropy",
+        {"apply_class_balancing": True, "from_logits": True, "label_smoothing": 0.2},
+    ),
+    Case("CategoricalFocalCrossentropy"),
+    Case("CategoricalFocalCrossentropy", {"from_logits": True, "gamma": 1.0}),
+    Case("CategoricalFocalCrossentropy", {"alpha": 0.6, "gamma": 0.5, "label_smoothing": 0.1}),
+    Case("CategoricalGeneralizedCrossEntropy", {"q": 0.5}),
+    Case("CategoricalGeneralizedCrossEntropy", {"q": 0.8}),
 )
 
 REGRESSION_LIKE = {c.loss for c in CASES[:8]}
+
+# Losses whose inputs are not a same-shape (y_true, y_pred) pair with
+# independent rows: CTC (labels (batch, max_label_length), logits (batch, time,
+# classes)) and Circle (each row's loss depends on the whole batch).  The
+# generic same-shape, per-row and streaming tests cannot apply to them;
+# tests/test_sequence_losses.py runs the Keras oracle, gradient, reduction,
+# dtype, backend, jit and serialisation checks on these cases instead.
+STRUCTURED_CASES: tuple[Case, ...] = (
+    Case("CTC", shape=(4, 8, 5)),
+    Case("Circle", shape=(12, 6)),
+    Case("Circle", {"gamma": 256.0, "margin": 0.25}, shape=(12, 6)),
+    Case("Circle", {"gamma": 30.0, "remove_diagonal": False}, shape=(12, 6)),
+)
 
 
 def sample_shape(case: Case, rank: int = 2) -> tuple[int, ...]:

@@ -162,6 +162,11 @@ def test_class_dtype_casts_inputs_and_matches_keras(case: Case, dtype: str) -> N
     y_true, y_pred = case_inputs(case, (6, 5), seed=5)
     expected = keras_class_value(case, y_true, y_pred, dtype=dtype).astype("float64")
     reference = keras_class_value(case, y_true, y_pred, dtype="float64")
+    if not np.isfinite(expected):
+        # Keras's focal losses from logits take the sigmoid first: in bfloat16
+        # it rounds to 1 past |x| ~ 5.5 and log(1 - 1) overflows.  losskit
+        # (log-sigmoid) stays finite; it must then match the float64 oracle.
+        expected = reference
     for library in (torch, jnp):
         result = case.losskit_loss(dtype=dtype)(library.asarray(y_true), library.asarray(y_pred))
         assert str(result.dtype).endswith(dtype)

@@ -4,6 +4,7 @@ and when a task fails on bad data."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -187,3 +188,49 @@ def test_own_local_cluster_and_task_errors(
     keep = ~np.isnan(pred)
     want = float(np.mean((values[keep] - pred[keep]) ** 2))
     np.testing.assert_allclose(report["losses"]["mean_squared_error"], want, rtol=1e-12)
+
+
+def test_a_successful_run_cancels_nothing(
+    cluster: Any,
+    files: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """Cancelling the futures of a finished merge tree made the scheduler log
+    an AssertionError traceback per leaf whose merge task was not yet
+    forgotten (exit status 0, the right result, 29 lines of errors on
+    stderr, depending on timing); a finished tree is released instead, which
+    the scheduler's event log shows."""
+    from losskit.cli import dask_engine
+
+    with distributed.Client(cluster) as client:
+
+        @contextlib.contextmanager
+        def this_client(scheduler: Any, workers: Any) -> Iterator[Any]:
+            yield client
+
+        monkeypatch.setattr(dask_engine, "_client", this_client)
+        # 24 pieces: two levels of merges, the first held by no client
+        args = ["--engine", "dask", "--batch-rows", "125", "--loss", "mse", "--format", "json"]
+        assert main(["evaluate", *files, *args]) == 0
+        captured = capfd.readouterr()
+        assert json.loads(captured.out)["rows"] == N_FILES * ROWS
+        assert captured.err == ""
+        actions = [event.get("action") for _, event in client.get_events(client.id)]
+        assert "cancel" not in actions
+
+
+def test_bad_data_on_a_local_cluster_is_one_line_on_stderr(
+    files: list[str], tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The workers of the LocalCluster the command starts used to log
+    "Compute Failed" with the task's traceback next to the one-line error."""
+    bad = tmp_path / "bad.parquet"
+    pq.write_table(pa.table({"y_true": ["1", "x"] * 500, "y_pred": [1.0, 2.0] * 500}), bad)
+    args = ["--engine", "dask", "--dask-workers", "2", "--loss", "mse", "--batch-rows", "250"]
+    assert main(["evaluate", files[0], str(bad), *args]) == 1
+    captured = capfd.readouterr()
+    assert captured.out == ""
+    assert captured.err == (
+        f"losskit evaluate: error: {bad}, row 2: column 'y_true' has a non-numeric value 'x'.\n"
+    )

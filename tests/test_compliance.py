@@ -27,7 +27,7 @@ import losskit
 from losskit import kernels
 from losskit.spec import SPECS, LossSpec
 from tests.backends import BACKENDS, GRAD_BACKENDS, Backend
-from tests.cases import CASES, Case, case_inputs
+from tests.cases import CASES, STRUCTURED_CASES, Case, case_inputs
 from tests.test_fast_path_fuzz import fast_cases
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -42,7 +42,7 @@ SPEC_IDS = [s.cls.__name__ for s in SPECS]
 
 
 def _cases_of(spec: LossSpec) -> list[Case]:
-    return [c for c in CASES if c.loss == spec.cls.__name__]
+    return [c for c in CASES + STRUCTURED_CASES if c.loss == spec.cls.__name__]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=SPEC_IDS)
@@ -100,7 +100,7 @@ def test_every_claimed_library_and_dtype_runs_the_class_path(
     case = _cases_of(spec)[0]
     features = 8
     rows = kernels.MIN_ELEMENTS // features + 1  # above the fast-path threshold
-    y_true, y_pred = case_inputs(case, (rows, features), seed=12)
+    y_true, y_pred = case_inputs(case, case.shape or (rows, features), seed=12)
     for dtype in backend.dtypes:
         loss = case.losskit_loss(dtype=dtype)
         labels = spec.input_domain(case.kwargs).startswith("sparse")

@@ -312,14 +312,14 @@ def _targets(name: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, s
     k = 3
     if name in ("MeanAbsolutePercentageError", "MeanSquaredLogarithmicError"):
         return rng.uniform(0.5, 2.0, size=(n, k)), None, k
-    if name in ("Dice", "Tversky", "BinaryCrossentropy"):
+    if name in ("Dice", "Tversky", "BinaryCrossentropy", "BinaryFocalCrossentropy"):
         return rng.integers(0, 2, size=(n, k)).astype(float), "sigmoid", k
     if name == "Hinge":
         return rng.choice([-1.0, 1.0], size=(n, k)), None, k
     if name == "SquaredHinge":  # 0/1 labels, converted to -1/1 by the loss
         return rng.integers(0, 2, size=(n, k)).astype(float), None, k
-    if name in ("CategoricalHinge", "CategoricalCrossentropy"):
-        activation = "softmax" if name == "CategoricalCrossentropy" else None
+    if name in ("CategoricalHinge", "CategoricalCrossentropy", "CategoricalFocalCrossentropy"):
+        activation = None if name == "CategoricalHinge" else "softmax"
         return np.eye(k)[rng.integers(0, k, size=n)], activation, k
     if name == "KLDivergence":
         logits = rng.normal(size=(n, k))
@@ -328,7 +328,37 @@ def _targets(name: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, s
         return rng.poisson(1.5, size=(n, k)).astype(float), "softplus", k
     if name == "SparseCategoricalCrossentropy":
         return rng.integers(0, k, size=(n, 1)), "softmax", k
+    if name == "CategoricalGeneralizedCrossEntropy":  # (n,): Keras 3.15 mis-broadcasts (n, 1)
+        return rng.integers(0, k, size=n).astype(float), "softmax", k
     return rng.normal(size=(n, k)), None, k  # MSE, MAE, cosine, Huber, log-cosh
+
+
+Structured = tuple[np.ndarray, Callable[[], Any]]
+
+
+def _ctc_targets(rng: np.random.Generator, n: int) -> Structured:
+    """Labels (n, 3) in [1, 3) padded with 0; logits (n, 4 steps, 3 classes)."""
+    labels = rng.integers(1, 3, size=(n, 3))
+    y = np.where(np.arange(3) < rng.integers(1, 3, size=(n, 1)), labels, 0).astype("float32")
+
+    def build() -> Any:
+        dense = _dense(4, 12)
+        return keras.Sequential([dense, keras.layers.Reshape((4, 3))])
+
+    return y, build
+
+
+def _circle_targets(rng: np.random.Generator, n: int) -> Structured:
+    """Labels (n,) of 3 classes; unit-normalised embeddings (n, 3)."""
+
+    def build() -> Any:
+        return keras.Sequential([_dense(4, 3), keras.layers.UnitNormalization()])
+
+    return rng.integers(0, 3, size=n).astype("float32"), build
+
+
+# Losses whose targets and outputs are not (n, k) pairs.
+STRUCTURED_TARGETS = {"CTC": _ctc_targets, "Circle": _circle_targets}
 
 
 # Known documented deviations (README "Differences from Keras 3.15") do not show
@@ -342,12 +372,16 @@ def _builtin_runs(info: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     rng = np.random.default_rng(sum(map(ord, name)))
     n = 12
     x = rng.normal(size=(n, 4)).astype("float32")
-    y, activation, k = _targets(name, rng, n)
-    y = y.astype("int32" if name.startswith("Sparse") else "float32")
-    fit = {"sample_weight": rng.uniform(0.5, 2.0, size=n).astype("float32")}
+    if name in STRUCTURED_TARGETS:
+        y, build = STRUCTURED_TARGETS[name](rng, n)
+    else:
+        y, activation, k = _targets(name, rng, n)
+        y = y.astype("int32" if name.startswith("Sparse") else "float32")
 
-    def build() -> Any:
-        return _dense(4, k, activation)
+        def build() -> Any:
+            return _dense(4, k, activation)
+
+    fit = {"sample_weight": rng.uniform(0.5, 2.0, size=n).astype("float32")}
 
     expected = _run(build, getattr(keras.losses, name)(), x, y, batch_size=5, epochs=2, **fit)
     actual = _run(build, as_keras_loss(info.cls()), x, y, batch_size=5, epochs=2, **fit)

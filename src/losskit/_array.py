@@ -63,6 +63,8 @@ def is_array(x: Any) -> bool:
 
 def device_of(x: Array) -> Any:
     """The device of ``x``, or None where it cannot be known (jit tracers)."""
+    if type(x) is _np.ndarray:
+        return "cpu"  # array-api-compat's answer, without its type checks
     if _is_torch_tensor(x):
         return x.device
     try:
@@ -120,6 +122,9 @@ def standardize_float_type(dtype: Any, argument: str = "dtype") -> str:
     return name
 
 
+_FLOAT_DTYPES: dict[tuple[str, str], Any] = {}
+
+
 def float_dtype(xp: Namespace, name: str) -> Any:
     """The dtype object named ``name`` in namespace ``xp``.
 
@@ -127,6 +132,16 @@ def float_dtype(xp: Namespace, name: str) -> Any:
     name (float16 on Dask, bfloat16 everywhere) fall back to NumPy's dtype, or
     to ``ml_dtypes.bfloat16`` where ml_dtypes is installed.
     """
+    key = (xp.__name__, name)  # (torch.compile cannot hash a module)
+    if key in _FLOAT_DTYPES:
+        return _FLOAT_DTYPES[key]
+    dtype = _float_dtype(xp, name)
+    if not array_api_compat.is_array_api_strict_namespace(xp):  # its API version can change
+        _FLOAT_DTYPES[key] = dtype
+    return dtype
+
+
+def _float_dtype(xp: Namespace, name: str) -> Any:
     dtype = getattr(xp, name, None)
     numpy_backed = array_api_compat.is_numpy_namespace(xp) or array_api_compat.is_dask_namespace(xp)
     if dtype is None and numpy_backed:
@@ -193,6 +208,8 @@ def as_array(
     predictions), a list or a scalar.  Raises TypeError for non-numeric input
     and ValueError for an array on another device of the same library.
     """
+    if _as_it_is(xp, x, dtype, device):
+        return x
     if is_array(x):
         source = namespace_of(x)
         if source is xp:
@@ -220,6 +237,21 @@ def as_array(
     if dtype is not None and x.dtype != dtype:
         x = xp.astype(x, dtype)
     return x
+
+
+def _as_it_is(xp: Namespace, x: Any, dtype: Any, device: Any) -> bool:
+    """The common case, checked cheaply: ``x`` is already an array of ``xp``
+    (and of ``dtype``, or a float array where no dtype is asked for) on
+    ``device``, so :func:`as_array` has nothing to do."""
+    kind = type(x)
+    if kind not in _NAMESPACES or _NAMESPACES[kind] is not xp:
+        return False
+    if dtype is None:
+        if dtype_name(x.dtype) not in _FLOAT_NAMES:
+            return False
+    elif x.dtype != dtype:
+        return False
+    return device is None or kind is _np.ndarray or device_of(x) == device
 
 
 def _asarray(xp: Namespace, x: Any, dtype: Any, device: Any) -> Array:
@@ -334,6 +366,8 @@ def unknown_dim(dim: Any) -> bool:
 def same_shape(shape1: Sequence[Any], shape2: Sequence[Any]) -> bool:
     """Equal shapes, where an unknown dimension matches any other: the check
     is left to the computation (Dask raises on mismatched chunks)."""
+    if shape1 == shape2:
+        return True
     if len(shape1) != len(shape2):
         return False
     return all(
@@ -396,8 +430,23 @@ def _upcast(xp: Namespace, x: Array) -> tuple[Array, Any]:
 
 def mean(xp: Namespace, x: Array, axis: int | tuple[int, ...] | None = -1) -> Array:
     """Mean over ``axis``, accumulated in float32 for low-precision input."""
+    if type(x) is _np.ndarray and x.dtype in _NUMPY_WIDE_FLOATS and isinstance(axis, int):
+        count = x.shape[axis] if x.ndim else 0
+        if count:  # NumPy's own mean (the same sum and division) costs more in Python
+            return as_ndarray(_numpy_sum(x, axis, count) / count)
     wide, dtype = _upcast(xp, x)
     return _restore(xp, xp.mean(wide, axis=axis), dtype)
+
+
+_NUMPY_WIDE_FLOATS = (_np.dtype("float32"), _np.dtype("float64"))
+
+
+def _numpy_sum(x: Any, axis: int, count: int) -> Any:
+    """Sums over ``axis``; short last-axis rows as a product with ones (BLAS),
+    which costs a quarter of NumPy's reduction over many short rows."""
+    if count <= 4096 and axis in (-1, x.ndim - 1):
+        return x @ _np.ones(count, dtype=x.dtype)
+    return _np.add.reduce(x, axis=axis)
 
 
 def total(
@@ -423,6 +472,20 @@ def amax(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:
         return whole.map_blocks(_np.max, axis=axis, drop_axis=axis, dtype=x.dtype)
     chunks = tuple((1,) if i == axis else c for i, c in enumerate(whole.chunks))
     return whole.map_blocks(_np.max, axis=axis, keepdims=True, chunks=chunks, dtype=x.dtype)
+
+
+def no_gradient(xp: Namespace, x: Array) -> Array:
+    """``x`` as a constant for autodiff (JAX's ``stop_gradient``, torch's
+    ``detach``; NumPy, Dask and array-api-strict have no autodiff).  For the
+    shift of a logsumexp: it cancels out mathematically, but differentiated it
+    adds ``(1 - sum(softmax)) * d(max)``, rounding noise, or NaN across the
+    whole row where an infinite target meets it, which Keras
+    (``jax.nn.log_softmax``, ``logsumexp``) does not have."""
+    if array_api_compat.is_jax_namespace(xp):
+        return sys.modules["jax"].lax.stop_gradient(x)
+    if array_api_compat.is_torch_namespace(xp):
+        return x.detach()
+    return x
 
 
 def _restore(xp: Namespace, x: Array, dtype: Any) -> Array:
@@ -451,6 +514,8 @@ def as_ndarray(x: Array) -> Array:
 def element_count(xp: Namespace, x: Array, dtype: Any) -> int | Array:
     """The number of elements of ``x``: an int where the shape is known, else
     (Dask after boolean indexing) a lazy 0-d array of ``dtype``."""
+    if type(x) is _np.ndarray:
+        return x.size
     if not any(unknown_dim(d) for d in x.shape):
         return size(x.shape)
     return xp.sum(xp.ones_like(x, dtype=dtype))

@@ -19,22 +19,32 @@ from typing import Any, ClassVar
 
 import numpy as _np
 
-from losskit import _array, _config, functional, kernels
+from losskit import _array, _config, _torch_native, functional, kernels
 from losskit._array import Array
 from losskit.functional import probabilistic, regression, segmentation
+from losskit.functional.metric_learning import check_gamma, check_margin, circle_unchecked
 from losskit.functional.probabilistic import (
+    check_binary_alpha,
+    check_categorical_alpha,
     check_class_axis,
+    check_focal_gamma,
     check_ignore_class,
     check_label_smoothing,
+    check_q,
 )
 from losskit.functional.regression import check_delta
 from losskit.functional.segmentation import check_coefficient
 from losskit.reduction import reduce_weighted_values, standardize_reduction
 
 __all__ = [
+    "CTC",
     "BinaryCrossentropy",
+    "BinaryFocalCrossentropy",
     "CategoricalCrossentropy",
+    "CategoricalFocalCrossentropy",
+    "CategoricalGeneralizedCrossEntropy",
     "CategoricalHinge",
+    "Circle",
     "CosineSimilarity",
     "Dice",
     "Hinge",
@@ -145,6 +155,9 @@ class Loss:
             fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
             if fused is not None:
                 return fused
+            native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
+            if native is not None:
+                return native
         return self._reference_call(y_true, y_pred, sample_weight, mask)
 
     def _reference_call(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Array:
@@ -764,6 +777,189 @@ class Tversky(_BuiltinLoss):
         check_coefficient(alpha, "alpha")
         check_coefficient(beta, "beta")
         super().__init__(reduction, name, dtype, alpha=alpha, beta=beta, axis=_config_axis(axis))
+
+
+class BinaryFocalCrossentropy(_BuiltinLoss):
+    """Binary focal crossentropy; see :func:`losskit.binary_focal_crossentropy`.
+
+    >>> import losskit
+    >>> loss = losskit.BinaryFocalCrossentropy(gamma=2, from_logits=True)
+    >>> round(float(loss([[0.0, 1.0, 0.0, 0.0]], [[-18.6, 0.51, 2.94, -12.8]])), 5)
+    0.69121
+    """
+
+    function = staticmethod(functional.binary_focal_crossentropy)
+    compute = staticmethod(probabilistic.binary_focal_crossentropy_unchecked)
+
+    def __init__(
+        self,
+        apply_class_balancing: bool = False,
+        alpha: float = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "binary_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        check_binary_alpha(alpha)
+        check_focal_gamma(gamma)
+        check_label_smoothing(label_smoothing)
+        check_class_axis(axis)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            apply_class_balancing=bool(apply_class_balancing),
+            alpha=alpha,
+            gamma=gamma,
+            from_logits=bool(from_logits),
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
+
+
+class CategoricalFocalCrossentropy(_BuiltinLoss):
+    """Categorical focal crossentropy; see
+    :func:`losskit.categorical_focal_crossentropy`.
+
+    ``alpha`` is one number or one weight per class (checked against the
+    number of classes at call time).
+
+    >>> import losskit
+    >>> loss = losskit.CategoricalFocalCrossentropy()
+    >>> round(float(loss([[0, 1, 0], [0, 0, 1]], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 5)
+    0.23315
+    """
+
+    function = staticmethod(functional.categorical_focal_crossentropy)
+    compute = staticmethod(probabilistic.categorical_focal_crossentropy_unchecked)
+
+    def __init__(
+        self,
+        alpha: float | Sequence[float] = 0.25,
+        gamma: float = 2.0,
+        from_logits: bool = False,
+        label_smoothing: float = 0.0,
+        axis: int = -1,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_focal_crossentropy",
+        dtype: Any = None,
+    ) -> None:
+        check_categorical_alpha(alpha)
+        check_focal_gamma(gamma)
+        check_label_smoothing(label_smoothing)
+        check_class_axis(axis)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            alpha=alpha,
+            gamma=gamma,
+            from_logits=bool(from_logits),
+            label_smoothing=label_smoothing,
+            axis=axis,
+        )
+
+
+class CategoricalGeneralizedCrossEntropy(_BuiltinLoss):
+    """Generalized crossentropy with integer labels; see
+    :func:`losskit.categorical_generalized_cross_entropy`.
+
+    >>> import losskit
+    >>> loss = losskit.CategoricalGeneralizedCrossEntropy(q=0.5)
+    >>> round(float(loss([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])), 5)
+    0.70909
+    """
+
+    function = staticmethod(functional.categorical_generalized_cross_entropy)
+    compute = staticmethod(probabilistic.categorical_generalized_cross_entropy_unchecked)
+
+    def __init__(
+        self,
+        q: float = 0.5,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "categorical_generalized_cross_entropy",
+        dtype: Any = None,
+    ) -> None:
+        check_q(q)
+        super().__init__(reduction, name, dtype, q=q)
+
+    def call(self, y_true: Array, y_pred: Array) -> Array:
+        # Labels have no class axis: no rank alignment (the function squeezes
+        # a trailing axis of size 1 itself).
+        return probabilistic.categorical_generalized_cross_entropy_unchecked(
+            y_true, y_pred, **self._fn_kwargs
+        )
+
+
+class CTC(_BuiltinLoss):
+    """Connectionist Temporal Classification loss; see :func:`losskit.ctc`.
+
+    ``y_true`` is ``(batch, max_label_length)`` integer labels padded with 0
+    (also the blank), ``y_pred`` is ``(batch, time, classes)`` logits.
+
+    >>> import numpy as np
+    >>> import losskit
+    >>> logits = (np.arange(24.0).reshape((2, 4, 3)) - 12) / 100
+    >>> round(float(losskit.CTC()([[1, 2, 1, 0], [1, 2, 0, 2]], logits)), 5)
+    2.44865
+    """
+
+    function = staticmethod(functional.ctc)
+
+    def __init__(
+        self,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "ctc",
+        dtype: Any = None,
+    ) -> None:
+        super().__init__(reduction, name, dtype)
+
+
+class Circle(_BuiltinLoss):
+    """Circle loss between integer labels and L2-normalised embeddings; see
+    :func:`losskit.circle`.
+
+    As in Keras, samples whose loss is 0 (no positive or no negative in the
+    batch) are left out of the ``"sum_over_batch_size"``/``"mean"`` average
+    and weigh 0 in ``"mean_with_sample_weight"``. ``gamma`` must be a finite
+    number >= 0 and ``margin`` a finite number (Keras accepts any).
+
+    >>> import numpy as np
+    >>> import losskit
+    >>> embeddings = np.array([[1.0, 0.0], [0.8, 0.6], [0.0, 1.0], [-0.6, 0.8]])
+    >>> round(float(losskit.Circle(gamma=10.0)([1, 1, 2, 2], embeddings)), 4)
+    0.7494
+    """
+
+    function = staticmethod(functional.circle)
+    compute = staticmethod(circle_unchecked)
+
+    def __init__(
+        self,
+        gamma: float = 80.0,
+        margin: float = 0.4,
+        remove_diagonal: bool = True,
+        reduction: str | None = "sum_over_batch_size",
+        name: str = "circle",
+        dtype: Any = None,
+    ) -> None:
+        check_gamma(gamma)
+        check_margin(margin)
+        super().__init__(
+            reduction,
+            name,
+            dtype,
+            gamma=gamma,
+            margin=margin,
+            remove_diagonal=bool(remove_diagonal),
+        )
+
+    def call_with_mask(self, y_true: Array, y_pred: Array) -> tuple[Array, Array | None]:
+        values = self.call(y_true, y_pred)
+        return values, values > 0
 
 
 def _config_axis(axis: Any) -> Any:

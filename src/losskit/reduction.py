@@ -34,6 +34,8 @@ from __future__ import annotations
 import difflib
 from typing import Any
 
+import numpy as _np
+
 from losskit import _array
 from losskit._array import Array, Namespace
 
@@ -178,7 +180,13 @@ def reduce_values(
     if reduction is None or reduction == "none" or tuple(values.shape) in ((), (0,)):
         return values
     wide = _array.accumulation_dtype(xp, values.dtype)
-    loss = xp.sum(xp.astype(values, wide) if wide != values.dtype else values)
+    wide_values = xp.astype(values, wide) if wide != values.dtype else values
+    # (NumPy: its sum without the wrappers' Python layers, the same reduction)
+    loss = (
+        _np.add.reduce(wide_values, axis=None)
+        if type(values) is _np.ndarray
+        else xp.sum(wide_values)
+    )
     if reduction in _MEAN_REDUCTIONS:
         if reduction == "mean_with_sample_weight" and sample_weight is not None:
             divisor = xp.sum(xp.astype(sample_weight, wide))

@@ -29,6 +29,7 @@ KernelBinding(entry='binary_crossentropy_from_logits', constants=(('label_smooth
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -159,6 +160,35 @@ def _sparse_fast(arguments: Arguments, ndim: int) -> bool:
     return _last_axis(arguments, ndim) and arguments.get("ignore_class") is None
 
 
+def _binary_focal(entry: str, *names: str) -> KernelSelector:
+    """Binary focal's binding: ``names`` (epsilon for probabilities), then
+    label smoothing, gamma and the class weights: (alpha, 1 - alpha) with class
+    balancing, else (1, 1)."""
+
+    def select(arguments: Arguments, ndim: int) -> KernelBinding:
+        alpha = float(arguments["alpha"])
+        balanced = bool(arguments["apply_class_balancing"])
+        weights = (alpha, 1.0 - alpha) if balanced else (1.0, 1.0)
+        return KernelBinding(
+            entry,
+            (
+                *((name, _constant(name, arguments)) for name in names),
+                ("label_smoothing", float(arguments["label_smoothing"])),
+                ("gamma", float(arguments["gamma"])),
+                ("weight_one", weights[0]),
+                ("weight_zero", weights[1]),
+            ),
+        )
+
+    return select
+
+
+def _one_alpha_last_axis(arguments: Arguments, ndim: int) -> bool:
+    """The categorical focal kernels take one alpha for all classes."""
+    alpha = arguments.get("alpha")
+    return _last_axis(arguments, ndim) and isinstance(alpha, numbers.Real)
+
+
 # --- input domains (tests and benchmarks draw valid inputs from these) -------
 
 
@@ -173,6 +203,21 @@ def _one_hot(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
 
 def _labels(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
     return rng.integers(0, shape[-1], size=shape[:-1]).astype(float)
+
+
+def _label_sequences(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """CTC labels for logits of ``shape`` (batch, time, classes): rows of
+    ``max(1, time // 2)`` labels in [1, classes), each a random length padded
+    with 0 (every row fits in ``time`` steps, repeats included)."""
+    batch, time, classes = shape
+    width = max(1, time // 2)
+    labels = rng.integers(1, max(2, classes), size=(batch, width))
+    lengths = rng.integers(1, width + 1, size=(batch, 1))
+    return np.where(np.arange(width) < lengths, labels, 0).astype(float)
+
+
+def _unit_rows(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
 DOMAINS: dict[str, Callable[[np.random.Generator, tuple[int, ...]], Inputs]] = {
@@ -218,9 +263,16 @@ DOMAINS: dict[str, Callable[[np.random.Generator, tuple[int, ...]], Inputs]] = {
         rng.integers(0, 2, size=s).astype(float),
         rng.uniform(0.0, 1.0, size=s),
     ),
+    "label_sequences": lambda rng, s: (_label_sequences(rng, s), rng.normal(size=s) * 2.0),
+    "labelled_embeddings": lambda rng, s: (
+        rng.integers(0, max(2, s[0] // 3), size=s[:-1]).astype(float),
+        _unit_rows(rng.normal(size=s)),
+    ),
 }
 """Recipes for valid inputs: ``DOMAINS[name](rng, shape)`` gives float64
-``(y_true, y_pred)`` of ``shape`` (sparse labels: ``shape[:-1]``)."""
+``(y_true, y_pred)`` of ``shape`` (sparse labels and embeddings' labels:
+``shape[:-1]``; CTC label sequences: ``(batch, time // 2)`` for logits of
+``(batch, time, classes)``)."""
 
 
 # --- the table -----------------------------------------------------------------
@@ -380,6 +432,52 @@ SPECS: tuple[LossSpec, ...] = (
         domain="sparse_probabilities",
         logits_domain="sparse_logits",
     ),
+    LossSpec(
+        losses.BinaryFocalCrossentropy,
+        functional.binary_focal_crossentropy,
+        "probabilistic",
+        kernel=_when(
+            _last_axis,
+            _logits_or_probabilities(
+                _binary_focal("binary_focal_crossentropy_from_logits"),
+                _binary_focal("binary_focal_crossentropy", "epsilon"),
+            ),
+        ),
+        plot="probabilistic",
+        domain="binary_probabilities",
+        logits_domain="binary_logits",
+    ),
+    LossSpec(
+        losses.CategoricalFocalCrossentropy,
+        functional.categorical_focal_crossentropy,
+        "probabilistic",
+        kernel=_when(
+            _one_alpha_last_axis,
+            _logits_or_probabilities(
+                _bind(
+                    "categorical_focal_crossentropy_from_logits",
+                    "epsilon",
+                    "label_smoothing",
+                    "gamma",
+                    "alpha",
+                ),
+                _bind(
+                    "categorical_focal_crossentropy", "epsilon", "label_smoothing", "gamma", "alpha"
+                ),
+            ),
+        ),
+        domain="categorical_probabilities",
+        logits_domain="categorical_logits",
+    ),
+    LossSpec(
+        losses.CategoricalGeneralizedCrossEntropy,
+        functional.categorical_generalized_cross_entropy,
+        "probabilistic",
+        kernel=_bind("categorical_generalized_cross_entropy", "q"),
+        domain="sparse_probabilities",
+    ),
+    LossSpec(losses.CTC, functional.ctc, "sequence", domain="label_sequences"),
+    LossSpec(losses.Circle, functional.circle, "metric_learning", domain="labelled_embeddings"),
 )
 
 _BY_CLASS: dict[type, LossSpec] = {spec.cls: spec for spec in SPECS}

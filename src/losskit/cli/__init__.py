@@ -113,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="rows with missing or infinite values: fail (default) or skip",
     )
     evaluate.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail, instead of warning, when rows fall outside a loss's domain "
+        "(targets outside [0, 1] for a crossentropy, negative counts for Poisson, ...)",
+    )
+    evaluate.add_argument(
         "--plot", metavar="FILE.png", help="also draw a residual histogram and the losses"
     )
     evaluate.add_argument(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import logging
 import os
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -50,14 +51,28 @@ def merge_task(*works: Work) -> Work:
     return total
 
 
-def _tree(client: Any, leaves: Sequence[Any]) -> Any:
-    level = list(leaves)
-    while len(level) > 1:
-        level = [
-            client.submit(merge_task, *level[i : i + FAN_IN], pure=False)
-            for i in range(0, len(level), FAN_IN)
-        ]
-    return level[0]
+def _tree(client: Any, leaves: Sequence[Any]) -> list[list[Any]]:
+    """The merge tree over ``leaves``: its levels, the leaves first and the
+    root (a level of one) last."""
+    levels = [list(leaves)]
+    while len(levels[-1]) > 1:
+        level = levels[-1]
+        levels.append(
+            [
+                client.submit(merge_task, *level[i : i + FAN_IN], pure=False)
+                for i in range(0, len(level), FAN_IN)
+            ]
+        )
+    return levels
+
+
+def _cancel(client: Any, levels: list[list[Any]]) -> None:
+    """Cancel the tree from the root down.  (Cancelling a task makes the
+    scheduler cancel its dependents too, and it fails an assertion, printing
+    a traceback, on a dependent that no client still holds: cancelling the
+    leaves of a finished tree printed 29 lines of AssertionError.)"""
+    for level in reversed(levels):
+        client.cancel(level)
 
 
 def _check_scheduler(address: str, timeout: float | None = None) -> None:
@@ -132,6 +147,10 @@ def _client(scheduler: str | None, workers: int | None) -> Any:
             processes=True,
             dashboard_address=None,
             host="127.0.0.1",
+            # The workers' own log records (a task failing on bad data logs
+            # "Compute Failed" with its traceback) stay out of the terminal:
+            # the error reaches the command, which reports it in one line.
+            silence_logs=logging.CRITICAL,
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -159,7 +178,9 @@ def run_dask(
         client.submit(piece_task, plan_future, piece, on_piece_start, pure=False)
         for piece in plan.pieces
     ]
-    root = _tree(client, leaves)
+    levels = _tree(client, leaves)
+    root = levels[-1][0]
+    finished = False
     try:
         if progress is not None:
             sizes = {leaf.key: piece for leaf, piece in zip(leaves, plan.pieces, strict=True)}
@@ -168,7 +189,12 @@ def run_dask(
                     break
                 piece = sizes[leaf.key]
                 progress.advance(piece.rows or 0, piece.nbytes)
-        return root.result()
+        work: Work = root.result()
+        finished = True
+        return work
     finally:
-        for future in (*leaves, root):
-            future.cancel()
+        if not finished:  # an error or an interrupt: stop what still runs
+            _cancel(client, levels)
+        for level in levels:  # a finished tree is released, not cancelled
+            for future in level:
+                future.release()

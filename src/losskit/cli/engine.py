@@ -19,6 +19,7 @@ from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
 from losskit.cli import readers
+from losskit.cli.domains import DomainChecks
 from losskit.cli.histogram import ResidualHistogram
 from losskit.cli.progress import Progress
 from losskit.losses import Loss
@@ -56,6 +57,7 @@ class Work:
     names: tuple[str, str] = ("y_true", "y_pred")
     shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     shapes_at: str = ""
+    domains: DomainChecks | None = None
 
     @classmethod
     def empty(cls, plan: Plan) -> Work:
@@ -65,7 +67,12 @@ class Work:
         else:
             accumulator = MultiLossAccumulator(list(plan.losses))
         names = (",".join(plan.columns.y_true), ",".join(plan.columns.y_pred))
-        return cls(accumulator, ResidualHistogram() if plan.histogram else None, names=names)
+        return cls(
+            accumulator,
+            ResidualHistogram() if plan.histogram else None,
+            names=names,
+            domains=DomainChecks(plan.losses),
+        )
 
     def _check_shapes(self, shapes: tuple[tuple[int, ...], tuple[int, ...]], where: str) -> None:
         """Fail on rows (``where``) whose width differs from the rows seen
@@ -106,6 +113,8 @@ class Work:
             raise readers.InputError(f"{where}: {error}") from None
         if self.histogram is not None:
             self.histogram.update(batch.y_true, batch.y_pred, batch.groups, batch.group_keys)
+        if self.domains is not None:
+            self.domains.update(batch.y_true, batch.y_pred)
         self.rows += batch.rows
         self.skipped += batch.skipped
         self.nbytes += batch.nbytes
@@ -116,6 +125,8 @@ class Work:
         self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         if self.histogram is not None and other.histogram is not None:
             self.histogram.merge(other.histogram)
+        if self.domains is not None and other.domains is not None:
+            self.domains.merge(other.domains)
         self.rows += other.rows
         self.skipped += other.skipped
         self.nbytes += other.nbytes
@@ -177,17 +188,22 @@ def iter_batches(plan: Plan) -> Iterator[readers.Batch]:
         yield from readers.read_piece(piece, plan.columns, plan.batch_rows, plan.nan_policy)
 
 
-def _one_kernel_thread() -> None:
+def _one_kernel_thread(batch: readers.Batch) -> bool:
     """Make the fused kernels called from this thread single-threaded (Numba's
     setting is per calling thread): the batches already run in parallel, and
     nested threads oversubscribe the cores (3.3 s instead of 2.8 s for the
-    regression set over 10^8 rows on 2 cores)."""
+    regression set over 10^8 rows on 2 cores).  Only once a batch is large
+    enough for the kernels: importing Numba costs 0.4 s, most of the time of
+    scoring a small file.  Returns whether it is done."""
     from losskit import kernels
 
+    if batch.y_pred.size < kernels.MIN_ELEMENTS and "numba" not in sys.modules:
+        return False
     if kernels.available():
         import numba
 
         numba.set_num_threads(1)
+    return True
 
 
 def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Work:
@@ -206,7 +222,7 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
     lock = threading.Lock()
 
     def compute(work: Work) -> None:
-        _one_kernel_thread()
+        single = False
         while True:
             batch = pending.get()
             if batch is None:
@@ -214,6 +230,7 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
             if errors:
                 continue  # drain
             try:
+                single = single or _one_kernel_thread(batch)
                 work.update(batch)
             except BaseException as error:
                 errors.append(error)
@@ -264,6 +281,9 @@ def group_labels(keys: Iterable[Hashable]) -> dict[Hashable, str]:
     """Each key's label (see :func:`group_label`), distinct: keys of different
     types that print alike (the number 1 and the text ``1``) get their type
     added, so no two groups are ever merged in the output."""
+    keys = list(keys)
+    if set(map(type, keys)) == {int}:  # the common case, in one pass
+        return dict(zip(keys, map(str, keys), strict=True))
     labels: dict[Hashable, str] = {}
     used: set[str] = set()
     for key in keys:

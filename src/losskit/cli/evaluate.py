@@ -13,17 +13,21 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import io
 import json
 import math
 import os
+import sys
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
 
-from losskit.cli import readers
+import numpy as np
+
+from losskit.cli import domains, readers
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import Plan, Work, group_labels, run_local
 from losskit.cli.output import prepare_output
@@ -106,8 +110,10 @@ def build_report(
     skipped_losses: dict[str, str],
     engine: str,
     example: bool,
+    columnar: bool = False,
 ) -> dict[str, Any]:
-    """The result as a JSON-ready dict."""
+    """The result as a JSON-ready dict (``columnar``: with the groups as
+    :class:`GroupColumns`, which :func:`render` takes too)."""
     accumulator = work.accumulator
     if isinstance(accumulator, GroupedAccumulator):
         overall = accumulator.combined().result()
@@ -130,44 +136,193 @@ def build_report(
         "engine": engine,
         "nan_policy": plan.nan_policy,
         "skipped_losses": skipped_losses,
+        "domain_warnings": domain_warnings(work),
     }
     if isinstance(accumulator, GroupedAccumulator):
-        samples = accumulator.samples
-        results = accumulator.result()
-        labels = group_labels(results)
-        report["groups"] = {
-            labels[key]: {
-                "losses": {name: _number(value) for name, value in values.items()},
-                "rows": samples[key],
-            }
-            for key, values in results.items()
-        }
+        groups = GroupColumns.of(accumulator)
+        report["groups"] = groups if columnar else groups.as_dicts()
     return report
 
 
+@dataclass
+class GroupColumns:
+    """Each group's results as columns, in the order of the output: rendered
+    without a Python object per value (10^6 groups of 7 losses are 7 * 10^6
+    numbers; dicts and ``float.__repr__`` for each took most of the time)."""
+
+    labels: list[str]
+    rows: list[int]
+    values: dict[str, np.ndarray]
+
+    @classmethod
+    def of(cls, accumulator: GroupedAccumulator) -> GroupColumns:
+        keys, samples, values = accumulator.table()
+        labels = group_labels(keys)
+        return cls([labels[key] for key in keys], samples.tolist(), values)
+
+    @classmethod
+    def from_dicts(cls, groups: dict[str, Any], names: Sequence[str]) -> GroupColumns:
+        values = {
+            name: np.array(
+                [
+                    math.nan if g["losses"][name] is None else g["losses"][name]
+                    for g in groups.values()
+                ],
+                dtype=np.float64,
+            )
+            for name in names
+        }
+        return cls(list(groups), [g["rows"] for g in groups.values()], values)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def as_dicts(self) -> dict[str, Any]:
+        """``{label: {"losses": {name: value or None}, "rows": n}}``."""
+        names = list(self.values)
+        columns = [_numbers(self.values[name]) for name in names]
+        return {
+            label: {"losses": dict(zip(names, losses_, strict=True)), "rows": rows}
+            for label, losses_, rows in zip(
+                self.labels, zip(*columns, strict=True), self.rows, strict=True
+            )
+        }
+
+
+def _numbers(values: Any) -> list[float | None]:
+    """The values as Python floats, None where not finite (NaN, inf)."""
+    listed: list[float | None] = values.tolist()
+    for i in np.flatnonzero(~np.isfinite(values)).tolist():
+        listed[i] = None
+    return listed
+
+
+def domain_warnings(work: Work) -> dict[str, dict[str, Any]]:
+    """Each loss with rows outside its domain: their number and what was wrong."""
+    if work.domains is None:
+        return {}
+    return {
+        name: {"rows": rows, "problems": problems}
+        for name, (rows, problems) in work.domains.violations().items()
+    }
+
+
+def domain_messages(report: dict[str, Any], strict: bool = False) -> list[str]:
+    return [
+        domains.describe(name, w["rows"], report["rows"], w["problems"], strict)
+        for name, w in report["domain_warnings"].items()
+    ]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection while building or rendering a report:
+    its million dicts (one per group) hold no cycles, but each allocation
+    batch triggered a collection that walked all of them again (5 s for
+    10^6 groups, most of the work)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def render(report: dict[str, Any], fmt: str) -> str:
+    with _gc_paused():
+        return _render(report, fmt)
+
+
+def _render(report: dict[str, Any], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps(report, indent=2) + "\n"
+        return _render_json(report)
     if fmt == "csv":
         return _render_csv(report)
     return _render_table(report)
+
+
+def _group_columns(report: dict[str, Any]) -> GroupColumns | None:
+    groups = report.get("groups")
+    if groups is None or isinstance(groups, GroupColumns):
+        return groups
+    return GroupColumns.from_dicts(groups, list(report["losses"]))
+
+
+def _render_json(report: dict[str, Any]) -> str:
+    """The report as indented JSON, each group on one line (the indenting
+    encoder is pure Python: a minute for 10^6 groups)."""
+    groups = _group_columns(report)
+    if not groups:
+        plain = report if groups is None else {**report, "groups": {}}
+        return json.dumps(plain, indent=2) + "\n"
+    pa, pc = require("pyarrow"), require("pyarrow.compute")
+    head = json.dumps({k: v for k, v in report.items() if k != "groups"}, indent=2)
+    parts: list[Any] = [
+        pa.array(_json_strings(groups.labels), pa.string()),
+        ': {"losses": {',
+    ]
+    for i, (name, values) in enumerate(groups.values.items()):
+        parts += [(", " if i else "") + json.dumps(name) + ": ", _number_texts(values, "null")]
+    parts += ['}, "rows": ', pc.cast(pa.array(groups.rows, pa.int64()), pa.string()), "}"]
+    lines = pc.binary_join_element_wise(*parts, "").to_pylist()
+    body = ",\n    ".join(lines)
+    return f'{head[:-2]},\n  "groups": {{\n    {body}\n  }}\n}}\n'
+
+
+def _json_strings(texts: list[str]) -> list[str]:
+    """Each text as a JSON string (checked all at once: most labels need no
+    escaping)."""
+    joined = "".join(texts)
+    if joined.isascii() and joined.isprintable() and '"' not in joined and "\\" not in joined:
+        return [f'"{text}"' for text in texts]
+    return [json.dumps(text) for text in texts]
+
+
+def _number_texts(values: np.ndarray, missing: str) -> Any:
+    """Each value as the shortest text that reads back as the same float64
+    (by Arrow: ``float.__repr__`` per value took seconds for 10^6 groups),
+    ``missing`` where not finite; integral values keep a ``.0``."""
+    pa, pc = require("pyarrow"), require("pyarrow.compute")
+    finite = np.isfinite(values)
+    text = pc.cast(pa.array(np.where(finite, values, 0.0)), pa.string())
+    # Arrow writes integral values without a point ("3", but "1e+16")
+    integral = pc.invert(pc.match_substring_regex(text, r"[.en]"))
+    text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+    return pc.if_else(pa.array(finite), text, missing)
 
 
 def _render_csv(report: dict[str, Any]) -> str:
     names = list(report["losses"])
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    grouped = "groups" in report
+    groups = _group_columns(report)
+    grouped = groups is not None
     head = ["scope", "group"] if grouped else []
     writer.writerow([*head, "rows", *names])
-
-    def line(losses_: dict[str, float | None]) -> list[str]:
-        return ["" if losses_[n] is None else repr(losses_[n]) for n in names]
-
-    writer.writerow([*(["all", ""] if grouped else []), report["rows"], *line(report["losses"])])
-    for key, group in report.get("groups", {}).items():
-        writer.writerow(["group", key, group["rows"], *line(group["losses"])])
+    overall = report["losses"]
+    line = ["" if overall[n] is None else repr(overall[n]) for n in names]
+    writer.writerow([*(["all", ""] if grouped else []), report["rows"], *line])
+    if groups:
+        pa, pc = require("pyarrow"), require("pyarrow.compute")
+        labels = pa.array(_csv_fields(groups.labels), pa.string())
+        rows = pc.cast(pa.array(groups.rows, pa.int64()), pa.string())
+        texts = [_number_texts(groups.values[n], "") for n in names]
+        lines = pc.binary_join_element_wise("group", labels, rows, *texts, ",").to_pylist()
+        out.write("\n".join(lines) + "\n")
     return out.getvalue()
+
+
+def _csv_fields(texts: list[str]) -> list[str]:
+    """Each text quoted as the csv module quotes, only where it must (checked
+    all at once: most labels need no quotes)."""
+    joined = "".join(texts)
+    if not any(c in joined for c in ',"\r\n'):
+        return texts
+    return [
+        '"' + text.replace('"', '""') + '"' if any(c in text for c in ',"\r\n') else text
+        for text in texts
+    ]
 
 
 def _format_value(value: float | None) -> str:
@@ -176,6 +331,8 @@ def _format_value(value: float | None) -> str:
 
 def _render_table(report: dict[str, Any]) -> str:
     groups = report.get("groups", {})
+    if isinstance(groups, GroupColumns):
+        groups = groups.as_dicts()
     notes = [f"{report['rows']:,} rows"]
     if report["skipped_rows"]:
         notes.append(f"{report['skipped_rows']:,} rows skipped (missing or infinite values)")
@@ -260,6 +417,7 @@ class Options:
     jobs: int | None = None
     dask_workers: int | None = None
     progress: bool | None = None
+    strict: bool = False
 
 
 def example_path() -> Any:
@@ -268,9 +426,12 @@ def example_path() -> Any:
 
 
 def run(
-    options: Options, on_piece_start: Callable[[readers.Piece], None] | None = None
+    options: Options,
+    on_piece_start: Callable[[readers.Piece], None] | None = None,
+    columnar: bool = False,
 ) -> dict[str, Any]:
-    """Evaluate as ``options`` say; return the report (nothing is printed)."""
+    """Evaluate as ``options`` say; return the report (nothing is printed;
+    ``columnar``: groups as :class:`GroupColumns`, for :func:`render`)."""
     require("pyarrow")
     with contextlib.ExitStack() as stack:
         example = not options.paths
@@ -312,14 +473,27 @@ def run(
                     on_piece_start=on_piece_start,
                 )
             else:
-                # The main thread reads; the others compute.
-                jobs = options.jobs or min(4, (os.cpu_count() or 1) + 1)
+                # The main thread reads; the others compute.  Grouped, one
+                # thread computes: each thread's accumulator would hold every
+                # group (memory times the threads, and merges of 10^6 groups
+                # cost more than the threads saved: 14 s against 9 s).
+                default = 1 if plan.grouped else min(4, (os.cpu_count() or 1) + 1)
+                jobs = options.jobs or default
                 work = run_local(plan, jobs=jobs, progress=progress)
         if work.rows == 0:
             detail = f" ({work.skipped} skipped by --nan-policy omit)" if work.skipped else ""
             raise CLIError(f"No rows to evaluate{detail}.")
         shown = [os.path.basename(f) for f in files] if example else files
-        report = build_report(work, plan, shown, skipped, engine, example)
+        with _gc_paused():
+            report = build_report(
+                work, plan, shown, skipped, engine, example, columnar and not options.plot
+            )
+        if options.strict and report["domain_warnings"]:
+            raise CLIError(
+                "--strict: "
+                + " ".join(domain_messages(report, strict=True))
+                + " Drop these losses or fix the data."
+            )
         if options.plot:
             from losskit.cli.plot import plot_evaluation
 
@@ -340,13 +514,30 @@ def _check_plot(path: str) -> None:
         raise CLIError(f"--plot {path!r}: the directory {directory!r} does not exist.")
 
 
+def _distinct_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
+    """The first message of each place that warned (once a batch would repeat
+    it), on one line."""
+    seen: dict[tuple[Any, ...], str] = {}
+    for item in caught:
+        place = (item.category, item.filename, item.lineno)
+        if place not in seen:
+            seen[place] = " ".join(str(item.message).split())
+    return list(seen.values())
+
+
 def main(options: Options) -> int:
     """Run ``losskit evaluate``: check the outputs, evaluate, write the result."""
     output = prepare_output(options.output)  # before any input is read
     try:
         if options.plot:
             _check_plot(options.plot)
-        report = run(options)
+        # Warnings (a library's, such as Keras's on one-class crossentropy)
+        # are reported once each, in one line, after the evaluation.
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            report = run(options, columnar=True)
+        for message in [*domain_messages(report), *_distinct_warnings(caught)]:
+            print(f"losskit evaluate: warning: {message}", file=sys.stderr)
         output.write(render(report, options.format))
     finally:
         output.close()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import fnmatch
+import functools
 import glob
 import io
 import math
@@ -30,7 +31,7 @@ import os
 import sys
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -271,6 +272,12 @@ def _check_columns(path: str, names: Sequence[str], columns: ColumnSpec) -> None
             f"{path}: column{plural} {', '.join(repr(m) for m in missing)} not found; "
             f"its columns are: {listed}."
         )
+    repeated = sorted({c for c in columns.needed if list(names).count(c) > 1})
+    if repeated:
+        raise InputError(
+            f"{path}: several columns are named {', '.join(repr(c) for c in repeated)}; "
+            "rename them so that each column to read has one name."
+        )
 
 
 def _piece_rows(batch_rows: int) -> int:
@@ -443,10 +450,11 @@ def read_piece(
     piece: Piece, columns: ColumnSpec, batch_rows: int, nan_policy: str = "raise"
 ) -> Iterator[Batch]:
     """The piece's rows, as batches of at most ``batch_rows`` rows."""
-    readers = {
+    RawReader = Callable[[Piece, ColumnSpec, int], Iterator[tuple[dict[str, Any], int]]]
+    readers: dict[str, RawReader] = {
         "parquet": _raw_parquet,
         "arrow": _raw_arrow,
-        "csv": _raw_csv,
+        "csv": functools.partial(_raw_csv, nan_policy=nan_policy),
         "npy": _raw_npy,
         "npz": _raw_npz,
     }
@@ -548,7 +556,7 @@ def _csv_names(path: str) -> list[str]:
 
 
 def _raw_csv(
-    piece: Piece, columns: ColumnSpec, batch_rows: int
+    piece: Piece, columns: ColumnSpec, batch_rows: int, nan_policy: str = "raise"
 ) -> Iterator[tuple[dict[str, Any], int]]:
     pa = require("pyarrow")
     pcsv = require("pyarrow.csv")
@@ -568,7 +576,7 @@ def _raw_csv(
             position += share
             yield {name: batch.column(name) for name in columns.needed}, share
     except pa.ArrowInvalid as error:
-        located = _locate_csv_problem(piece.path, columns)
+        located = _locate_csv_problem(piece.path, columns, nan_policy)
         if located:
             raise InputError(located) from None
         raise InputError(f"{piece.path}: {error}") from None
@@ -581,10 +589,18 @@ def _csv_nulls() -> set[str]:
     return set(pcsv.ConvertOptions().null_values)
 
 
-def _locate_csv_problem(path: str, columns: ColumnSpec) -> str | None:
-    """Find the row that pyarrow rejected (its messages have no row number)."""
+SHOWN_PROBLEMS = 3
+
+
+def _locate_csv_problem(path: str, columns: ColumnSpec, nan_policy: str = "raise") -> str | None:
+    """Find the rows that pyarrow rejected (its messages have no row
+    number): every non-numeric value, wrong number of fields and (unless
+    ``nan_policy`` is ``"omit"``) missing value, the first few of them
+    shown, with the total."""
     pa = require("pyarrow")
     nulls = _csv_nulls()
+    problems: list[str] = []
+    count = 0
     with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
@@ -595,18 +611,37 @@ def _locate_csv_problem(path: str, columns: ColumnSpec) -> str | None:
             if not record:
                 continue
             row += 1
-            place = f"{path}, row {row} (line {reader.line_num})"
-            if len(record) != len(header):
-                return f"{place}: {len(record)} fields where the header has {len(header)}."
-            for name, index in where.items():
-                value = record[index]
-                if value in nulls:
-                    continue
-                try:
-                    float(value)
-                except ValueError:
-                    return f"{place}: column {name!r} has a non-numeric value {value!r}."
-    return None
+            place = f"row {row} (line {reader.line_num})"
+            found = _csv_record_problems(record, header, where, nulls, nan_policy)
+            count += len(found)
+            problems.extend(f"{place}: {p}" for p in found[: SHOWN_PROBLEMS - len(problems)])
+    if not count:
+        return None
+    first = f"{path}, {problems[0]}."
+    if count == 1:
+        return first
+    hidden = count - len(problems)
+    shown = "; ".join(problems[1:]) + (f"; {hidden} more not shown" if hidden else "")
+    return f"{first} {count - 1} more problem{'s' if count > 2 else ''}: {shown}."
+
+
+def _csv_record_problems(
+    record: list[str], header: list[str], where: dict[str, int], nulls: set[str], nan_policy: str
+) -> list[str]:
+    if len(record) != len(header):
+        return [f"{len(record)} fields where the header has {len(header)}"]
+    found = []
+    for name, index in where.items():
+        value = record[index]
+        if value in nulls:
+            if nan_policy != "omit":
+                found.append(f"column {name!r} is missing ({value!r})")
+            continue
+        try:
+            float(value)
+        except ValueError:
+            found.append(f"column {name!r} has a non-numeric value {value!r}")
+    return found
 
 
 def _raw_npy(
@@ -694,7 +729,7 @@ def _to_batch(
         )
     groups, keys = (None, None)
     if columns.group_by:
-        groups, keys = _group_codes(raw[columns.group_by])
+        groups, keys = _group_codes(raw[columns.group_by], columns.group_by, path, first_row)
     batch = Batch(path, first_row, y_true, y_pred, weight, groups, keys, nbytes)
     return _apply_nan_policy(batch, columns, arrays, nan_policy)
 
@@ -791,7 +826,9 @@ def _numeric_arrow(data: Any, name: str, path: str, first_row: int) -> np.ndarra
         or pa.types.is_boolean(kind)
         or pa.types.is_decimal(kind)
     ):
-        values = pc.cast(data, pa.float64()) if kind != pa.float64() else data
+        # Integers beyond 2**53 (and decimals) round to the nearest float64, as
+        # NumPy's conversion does: the losses are computed in float64.
+        values = pc.cast(data, pa.float64(), safe=False) if kind != pa.float64() else data
         return _to_numpy(values, np.float64)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         try:
@@ -856,16 +893,24 @@ def _to_numpy(data: Any, dtype: Any) -> np.ndarray:
         return np.empty(0, dtype=dtype)
     target = pa.from_numpy_dtype(np.dtype(dtype))
     if data.type != target:
-        data = pc.cast(data, target)
+        # unsafe: integers beyond 2**53 round to the nearest float64, as in NumPy
+        data = pc.cast(data, target, safe=not pa.types.is_floating(target))
     if data.null_count:
         data = pc.fill_null(data, float("nan") if target == pa.float64() else 0)
     values = np.frombuffer(data.buffers()[1], dtype=dtype, count=data.offset + len(data))
     return values[data.offset :]
 
 
-def _group_codes(data: Any) -> tuple[np.ndarray, list[Any] | None]:
+def _group_codes(
+    data: Any, name: str, path: str, first_row: int
+) -> tuple[np.ndarray, list[Any] | None]:
     """Group keys as (codes, keys) for Arrow columns, or keys for NumPy ones."""
     if isinstance(data, np.ndarray):
+        if data.ndim != 1:
+            raise InputError(
+                f"{path}, row {first_row + 1}: the --group-by column {name!r} holds "
+                f"{data.shape[1:]} values per row; group keys must be one value per row."
+            )
         if data.dtype.kind in "biuf":
             return data, None
         return np.asarray(data, dtype=object).reshape(len(data)), None
@@ -875,7 +920,13 @@ def _group_codes(data: Any) -> tuple[np.ndarray, list[Any] | None]:
     if numeric and data.null_count == 0:
         dtype = np.float64 if pa.types.is_floating(kind) else np.int64
         return _to_numpy(data, dtype), None
-    encoded = data.dictionary_encode()
+    try:
+        encoded = data.dictionary_encode()
+    except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        raise InputError(
+            f"{path}, row {first_row + 1}: the --group-by column {name!r} has type "
+            f"{kind}; group keys must be numbers, text, booleans, dates or times."
+        ) from None
     if isinstance(encoded, pa.ChunkedArray):
         encoded = encoded.combine_chunks()
     keys = [*encoded.dictionary.to_pylist(), None]

@@ -20,7 +20,20 @@ from losskit import losses, registry
 from losskit.cli._deps import CLIError, UsageError
 from losskit.streaming import resolve_loss
 
-FAMILIES = tuple(dict.fromkeys(info.family for info in registry.LOSSES))
+UNSUPPORTED_FAMILIES = {
+    "sequence": "its losses (CTC) score label sequences against per-time-step class "
+    "scores, which one row per sample of fixed-width columns cannot hold",
+    "metric_learning": "its losses (Circle) compare the embeddings of the samples of a "
+    "batch with each other, so their value depends on how rows are batched",
+}
+"""Families of losses the command line cannot compute, and why: their inputs
+are not one row per sample (``losskit.spec`` gives each loss's family)."""
+
+FAMILIES = tuple(
+    dict.fromkeys(
+        info.family for info in registry.LOSSES if info.family not in UNSUPPORTED_FAMILIES
+    )
+)
 EVERYTHING = "all"
 
 
@@ -92,9 +105,28 @@ def _resolve(name: str, item: str) -> losses.Loss:
             f"{', '.join(candidates)}; families: {families}."
         )
     try:
-        return resolve_loss(name)
+        loss = resolve_loss(name)
     except (ValueError, TypeError) as error:
         raise CLIError(f"--loss {item!r}: {error}") from None
+    _check_supported(loss, item)
+    return loss
+
+
+def _family(loss: losses.Loss) -> str | None:
+    for info in registry.LOSSES:
+        if info.cls is type(loss):
+            return info.family
+    return None
+
+
+def _check_supported(loss: losses.Loss, item: str) -> None:
+    family = _family(loss)
+    if family in UNSUPPORTED_FAMILIES:
+        raise CLIError(
+            f"--loss {item!r}: losskit evaluate cannot compute {type(loss).__name__}, of "
+            f"the family {family!r}: {UNSUPPORTED_FAMILIES[family]}. Use the Python API "
+            "on whole batches instead."
+        )
 
 
 def _value(text: str) -> Any:
@@ -164,11 +196,17 @@ def parse_losses(text: str | None) -> list[LossChoice]:
     """The losses named by a ``--loss`` value (default ``regression``)."""
     choices: list[LossChoice] = []
     for item in _split("regression" if text is None else text):
+        if item in UNSUPPORTED_FAMILIES:
+            raise CLIError(
+                f"--loss {item!r}: losskit evaluate cannot compute the family {item!r}: "
+                f"{UNSUPPORTED_FAMILIES[item]}. Families it can compute: "
+                f"{', '.join([*FAMILIES, EVERYTHING])}."
+            )
         if item == EVERYTHING or item in FAMILIES:
             choices.extend(
                 LossChoice(info.cls(), optional=True)
                 for info in registry.LOSSES
-                if item == EVERYTHING or info.family == item
+                if (item == EVERYTHING and info.family in FAMILIES) or info.family == item
             )
         else:
             choices.append(LossChoice(_build(item)))

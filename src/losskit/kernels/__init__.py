@@ -158,6 +158,31 @@ def entries() -> dict[str, Entry]:
         ),
         "dice": Entry(r.overlap_sums, r.affine_in_true, layout="overlap"),
         "tversky": Entry(r.overlap_sums, r.affine_in_true, ("alpha", "beta"), layout="overlap"),
+        "binary_focal_crossentropy": Entry(
+            e.binary_focal_forward,
+            e.binary_focal_forward_backward,
+            (eps, smoothing, "gamma", "weight_one", "weight_zero"),
+        ),
+        "binary_focal_crossentropy_from_logits": Entry(
+            e.binary_focal_from_logits_forward,
+            e.binary_focal_from_logits_forward_backward,
+            (None, smoothing, "gamma", "weight_one", "weight_zero"),
+        ),
+        "categorical_focal_crossentropy": Entry(
+            r.categorical_focal_forward,
+            r.categorical_focal_forward_backward,
+            (eps, smoothing, "gamma", "alpha"),
+            layout="rows",
+        ),
+        "categorical_focal_crossentropy_from_logits": Entry(
+            r.categorical_focal_logits_forward,
+            r.categorical_focal_logits_forward_backward,
+            (eps, smoothing, "gamma", "alpha"),
+            layout="rows",
+        ),
+        "categorical_generalized_cross_entropy": Entry(
+            r.generalized_forward, r.generalized_forward_backward, ("q",), layout="labels"
+        ),
     }
 
 
@@ -169,6 +194,7 @@ class Plan:
     binding: Any  # losskit.spec.KernelBinding
     a: float = 0.0
     b: float = 0.0
+    more: tuple[float, ...] = ()  # slots after a and b (focal's gamma and alpha)
 
     @property
     def forward(self) -> Callable[..., Any]:
@@ -219,7 +245,8 @@ def _plan(loss: Any, ndim: int) -> Plan | None:
     entry = entries()[binding.entry]
     values = dict(binding.constants)
     slots = [0.0 if name is None else values[name] for name in entry.constants]
-    return Plan(entry, binding, *slots)
+    a, b = [*slots, 0.0, 0.0][:2]
+    return Plan(entry, binding, a, b, more=tuple(slots[2:]))
 
 
 # --- inputs ---------------------------------------------------------------------
@@ -336,12 +363,28 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
+    if not _compiling() and _for_triton(y_pred):  # CUDA: the Triton kernels or the reference
+        from losskit.kernels import triton as gpu
+
+        return gpu.fused_call(loss, y_true, y_pred, sample_weight, mask)
     if _compiling() or not _NUMBA or not _large_enough(y_pred):
         return None  # before the lock: torch.compile cannot trace a lock
     if _config.backend_preference() != "fast":
         return None
     with _KERNEL_LOCK:
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
+
+
+def _for_triton(y_pred: Any) -> bool:
+    """A CUDA torch tensor (or, inside the test hook
+    ``losskit.kernels.triton.interpret_on_cpu``, any torch tensor)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not isinstance(y_pred, torch.Tensor):
+        return False
+    if y_pred.device.type == "cuda":
+        return True
+    hook = sys.modules.get("losskit.kernels.triton")
+    return hook is not None and bool(hook.routes_cpu())
 
 
 def _large_enough(y_pred: Any) -> bool:
@@ -456,10 +499,10 @@ def _labels_not_all_binary(t: np.ndarray) -> bool:
     return bool(np.any((head != 0) & (head != 1)))
 
 
-def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, Any]:
+def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, ...]:
     """The loss's constants (epsilon, delta, ...) in the dtype of the input, as
     the reference and Keras hold them, so float32 kernels compute in float32."""
-    return p.dtype.type(plan.a), p.dtype.type(plan.b)
+    return tuple(p.dtype.type(x) for x in (plan.a, plan.b, *plan.more))
 
 
 def _rescale(plan: Plan, block: np.ndarray, features: int) -> float:

@@ -379,3 +379,130 @@ def hinge_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
 @entry_point
 def hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
     return forward_backward_body(t, p, w, w_step, a, b, scale, grad, hinge, p.shape[1])
+
+
+# --- binary focal crossentropy ------------------------------------------------
+# Five constants: a = epsilon (unused from logits), b = label smoothing,
+# c = gamma, and the class weights d (class 1) and e (class 0): alpha and
+# 1 - alpha with class balancing, else 1 and 1.
+
+
+@inlined
+def power_two(m, gamma, like):  # type: ignore[no-untyped-def]
+    """``m ** 2`` and its derivative (the default gamma): no exp or log."""
+    return m * m, m + m
+
+
+@inlined
+def power_any(m, gamma, like):  # type: ignore[no-untyped-def]
+    """``m ** gamma`` and its derivative in m.  m = 0 gives a NaN derivative,
+    so the call goes to the reference (as m < 0 does, a NaN power)."""
+    powered = exp_as(gamma * log_as(m, like), like)
+    return powered, gamma * powered / m
+
+
+@inlined
+def binary_focal(t, p, a, b, c, d, e, power):  # type: ignore[no-untyped-def]
+    # w (1 - p_t)^gamma bce with p_t = t p + (1 - t) (1 - p) (unclipped p,
+    # as in the reference; the crossentropy clips p to [eps, 1 - eps])
+    t = t * (1.0 - b) + 0.5 * b
+    p_clipped, dp = clip(p, a, cast_as(1.0 - a, p))
+    bce = -(t * log_as(p_clipped, p) + (1.0 - t) * log_as(1.0 - p_clipped, p))
+    d_bce = -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
+    focal, d_focal = power(1.0 - (t * p + (1.0 - t) * (1.0 - p)), c, p)
+    weight = t * d + (1.0 - t) * e
+    return weight * focal * bce, weight * (d_focal * (1.0 - 2.0 * t) * bce + focal * d_bce)
+
+
+@inlined
+def binary_focal_from_logits(t, x, a, b, c, d, e, power):  # type: ignore[no-untyped-def]
+    # bce = t softplus(-x) + (1 - t) softplus(x), d bce / dx = sigmoid(x) - t;
+    # 1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x), whose derivative is
+    # (1 - 2t) sigmoid(x) sigmoid(-x).  With z = exp(-|x|): softplus(+-x) =
+    # max(+-x, 0) + log1p(z), and the sigmoids are 1 / (1 + z) and z / (1 + z).
+    t = t * (1.0 - b) + 0.5 * b
+    z = exp_as(-abs(x), x)
+    shared = log1p_as(z, x)
+    softplus_pos = (x if x > 0 else 0.0) + shared
+    softplus_neg = (-x if x < 0 else 0.0) + shared
+    inverse = 1.0 / (1.0 + z)
+    sigmoid_pos = inverse if x >= 0 else z * inverse
+    sigmoid_neg = z * inverse if x >= 0 else inverse
+    bce = t * softplus_neg + (1.0 - t) * softplus_pos
+    focal, d_focal = power(t * sigmoid_neg + (1.0 - t) * sigmoid_pos, c, x)
+    d_miss = (1.0 - 2.0 * t) * sigmoid_pos * sigmoid_neg
+    weight = t * d + (1.0 - t) * e
+    return weight * focal * bce, weight * (d_focal * d_miss * bce + focal * (sigmoid_pos - t))
+
+
+@inlined
+def focal_forward_body(t, p, w, w_step, a, b, c, d, e, term, power):  # type: ignore[no-untyped-def]
+    """:func:`forward_body` for a term with five constants (averaged)."""
+    total = 0.0
+    divisor = p.shape[1]
+    for i in prange(p.shape[0]):
+        row = 0.0
+        for j in range(p.shape[1]):
+            x, y = t[i, j], p[i, j]
+            value, _ = term(x, y, a, b, c, d, e, power)
+            row += value + finite_guard(x * y)
+        total += w[i * w_step] * (row / divisor)
+    return total
+
+
+@inlined
+def focal_forward_backward_body(t, p, w, w_step, a, b, c, d, e, scale, grad, term, power):  # type: ignore[no-untyped-def]
+    """:func:`forward_backward_body` for a term with five constants (averaged)."""
+    total = 0.0
+    divisor = p.shape[1]
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        factor = scale * weight / divisor
+        row = 0.0
+        for j in range(p.shape[1]):
+            x, y = t[i, j], p[i, j]
+            value, derivative = term(x, y, a, b, c, d, e, power)
+            row += value + finite_guard(x * y + derivative)
+            grad[i, j] = factor * derivative
+        total += weight * (row / divisor)
+    return total
+
+
+# gamma = 2 (the default) gets its own loop, without exp and log: a branch on
+# gamma inside the loop would keep LLVM from vectorising it.
+
+
+@entry_point
+def binary_focal_forward(t, p, w, w_step, a, b, c, d, e):  # type: ignore[no-untyped-def]
+    if c == 2.0:
+        return focal_forward_body(t, p, w, w_step, a, b, c, d, e, binary_focal, power_two)
+    return focal_forward_body(t, p, w, w_step, a, b, c, d, e, binary_focal, power_any)
+
+
+@entry_point
+def binary_focal_forward_backward(t, p, w, w_step, a, b, c, d, e, scale, grad):  # type: ignore[no-untyped-def]
+    if c == 2.0:
+        return focal_forward_backward_body(
+            t, p, w, w_step, a, b, c, d, e, scale, grad, binary_focal, power_two
+        )
+    return focal_forward_backward_body(
+        t, p, w, w_step, a, b, c, d, e, scale, grad, binary_focal, power_any
+    )
+
+
+@entry_point
+def binary_focal_from_logits_forward(t, p, w, w_step, a, b, c, d, e):  # type: ignore[no-untyped-def]
+    term = binary_focal_from_logits
+    if c == 2.0:
+        return focal_forward_body(t, p, w, w_step, a, b, c, d, e, term, power_two)
+    return focal_forward_body(t, p, w, w_step, a, b, c, d, e, term, power_any)
+
+
+@entry_point
+def binary_focal_from_logits_forward_backward(t, p, w, w_step, a, b, c, d, e, scale, grad):  # type: ignore[no-untyped-def]
+    term = binary_focal_from_logits
+    if c == 2.0:
+        return focal_forward_backward_body(
+            t, p, w, w_step, a, b, c, d, e, scale, grad, term, power_two
+        )
+    return focal_forward_backward_body(t, p, w, w_step, a, b, c, d, e, scale, grad, term, power_any)

@@ -16,7 +16,14 @@ import math
 
 from numba import njit, prange
 
-from losskit.kernels._numba_elementwise import clip, entry_point, finite_guard, inlined
+from losskit.kernels._numba_elementwise import (
+    clip,
+    entry_point,
+    finite_guard,
+    inlined,
+    power_any,
+    power_two,
+)
 from losskit.kernels._vmath import cast_as, exp_as, log_as
 
 
@@ -392,3 +399,183 @@ def affine_in_true(t, slope, offset, grad):  # type: ignore[no-untyped-def]
     for i in prange(t.shape[0]):
         for j in range(t.shape[1]):
             grad[i, j] = slope * t[i, j] + offset
+
+
+# --- categorical focal crossentropy: a = epsilon, b = label smoothing, c = gamma,
+# d = alpha (one number; per-class weights take the reference path) ------------
+#
+# loss = -alpha sum_j T_j (1 - q_j)^gamma log(q_j), T_j the smoothed labels and
+# q_j the clipped probabilities; d loss / d q_j = alpha T_j (f'_j log q_j - f_j / q_j)
+# with f_j = (1 - q_j)^gamma and f'_j its derivative in (1 - q_j).
+
+
+@entry_point
+def categorical_focal_forward(t, p, w, w_step, a, b, c, d):  # type: ignore[no-untyped-def]
+    if c == 2.0:  # see binary_focal_forward
+        return _categorical_focal_forward(t, p, w, w_step, a, b, c, d, power_two)
+    return _categorical_focal_forward(t, p, w, w_step, a, b, c, d, power_any)
+
+
+@inlined
+def _categorical_focal_forward(t, p, w, w_step, a, b, c, d, power):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    high = cast_as(1.0 - a, a)
+    total = 0.0
+    for i in prange(p.shape[0]):
+        norm = cast_as(_row_sum(p, i), p[i, 0])
+        row = 0.0
+        for j in range(classes):
+            q, _ = clip(p[i, j] / norm, a, high)
+            focal, _ = power(1.0 - q, c, p[i, 0])
+            row -= (t[i, j] * (1.0 - b) + b / classes) * focal * log_as(q, p[i, 0])
+        total += w[i * w_step] * (d * row + _row_guard(t, p, i))
+    return total
+
+
+@entry_point
+def categorical_focal_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad):  # type: ignore[no-untyped-def]
+    if c == 2.0:
+        return _categorical_focal_forward_backward(
+            t, p, w, w_step, a, b, c, d, scale, grad, power_two
+        )
+    return _categorical_focal_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad, power_any)
+
+
+@inlined
+def _categorical_focal_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad, power):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    high = cast_as(1.0 - a, a)
+    total = 0.0
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        norm = cast_as(_row_sum(p, i), p[i, 0])
+        row = 0.0
+        projection = 0.0  # sum_j g_j q_j with g_j = d loss / d q_j
+        for j in range(classes):
+            q_raw = p[i, j] / norm
+            q, inside = clip(q_raw, a, high)
+            target = t[i, j] * (1.0 - b) + b / classes
+            log_q = log_as(q, p[i, 0])
+            focal, d_focal = power(1.0 - q, c, p[i, 0])
+            row -= target * focal * log_q
+            g = d * target * (d_focal * log_q - focal / q) * inside
+            grad[i, j] = g
+            projection += g * q_raw
+        total += weight * (d * row + _row_guard(t, p, i))
+        factor = scale * weight / norm
+        for j in range(classes):
+            grad[i, j] = factor * (grad[i, j] - projection)
+            total += finite_guard(grad[i, j])
+    return total
+
+
+@entry_point
+def categorical_focal_logits_forward(t, p, w, w_step, a, b, c, d):  # type: ignore[no-untyped-def]
+    if c == 2.0:  # see binary_focal_forward
+        return _categorical_focal_logits_forward(t, p, w, w_step, a, b, c, d, power_two)
+    return _categorical_focal_logits_forward(t, p, w, w_step, a, b, c, d, power_any)
+
+
+@inlined
+def _categorical_focal_logits_forward(t, p, w, w_step, a, b, c, d, power):  # type: ignore[no-untyped-def]
+    classes = p.shape[1]
+    high = cast_as(1.0 - a, a)
+    total = 0.0
+    for i in prange(p.shape[0]):
+        lse, _ = _log_sum_exp(p, i)
+        row = 0.0
+        for j in range(classes):
+            log_s = p[i, j] - lse
+            q, _ = clip(exp_as(log_s, p[i, j]), a, high)
+            focal, _ = power(1.0 - q, c, p[i, 0])
+            row -= (t[i, j] * (1.0 - b) + b / classes) * focal * log_s
+        total += w[i * w_step] * (d * row + _row_guard(t, p, i))
+    return total
+
+
+@entry_point
+def categorical_focal_logits_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad):  # type: ignore[no-untyped-def]
+    if c == 2.0:
+        return _categorical_focal_logits_forward_backward(
+            t, p, w, w_step, a, b, c, d, scale, grad, power_two
+        )
+    return _categorical_focal_logits_forward_backward(
+        t, p, w, w_step, a, b, c, d, scale, grad, power_any
+    )
+
+
+@inlined
+def _categorical_focal_logits_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad, power):  # type: ignore[no-untyped-def]
+    # With s = softmax(x) and log s exact (log-softmax): the loss is
+    # sum_j u_j(log s_j, s_j), so d loss / d x_k = v_k - s_k sum_j v_j with
+    # v_j = d u / d log s_j + s_j d u / d s_j.
+    classes = p.shape[1]
+    high = cast_as(1.0 - a, a)
+    total = 0.0
+    for i in prange(p.shape[0]):
+        weight = w[i * w_step]
+        lse, _ = _softmax_into(p, i, grad)
+        row = 0.0
+        v_sum = 0.0
+        for j in range(classes):
+            s = grad[i, j]
+            log_s = p[i, j] - lse
+            q, inside = clip(s, a, high)
+            target = t[i, j] * (1.0 - b) + b / classes
+            focal, d_focal = power(1.0 - q, c, p[i, 0])
+            row -= target * focal * log_s
+            v = d * target * (d_focal * log_s * inside * s - focal)
+            grad[i, j] = v
+            v_sum += v
+        total += weight * (d * row + _row_guard(t, p, i))
+        factor = scale * weight
+        for j in range(classes):
+            s = exp_as(p[i, j] - lse, p[i, j])
+            grad[i, j] = factor * (grad[i, j] - s * v_sum)
+            total += finite_guard(grad[i, j])
+    return total
+
+
+# --- generalized crossentropy: labels t of shape (rows,), a = q ---------------
+# loss = (1 - p^q) / q with p = y_pred[label] (0 for a label out of range);
+# d loss / d p = -p^q / p.  Neither depends on the rest of the row (the
+# reference selects p with `where`), so a row is read at its label only.
+
+
+@inlined
+def _true_class(t, p, i, like):  # type: ignore[no-untyped-def]
+    """The label of row ``i``, whether it is in range, the probability of the
+    true class (0 out of range, in the precision of ``like``) and the guard of
+    both."""
+    label, valid = _label(t, i, p.shape[1])
+    probability = cast_as(0.0, like)
+    if valid:
+        probability = p[i, label]
+    return label, valid, probability, finite_guard(probability + t[i])
+
+
+@entry_point
+def generalized_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        _, _, probability, guard = _true_class(t, p, i, a)
+        powered = exp_as(a * log_as(probability, a), a)
+        total += w[i * w_step] * (1.0 - powered) / a + guard
+    return total
+
+
+@entry_point
+def generalized_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type: ignore[no-untyped-def]
+    total = 0.0
+    for i in prange(p.shape[0]):
+        label, valid, probability, guard = _true_class(t, p, i, a)
+        for j in range(p.shape[1]):
+            grad[i, j] = 0.0
+        weight = w[i * w_step]
+        powered = exp_as(a * log_as(probability, a), a)
+        if valid:
+            derivative = -powered / probability
+            grad[i, label] = scale * weight * derivative
+            guard += finite_guard(derivative)
+        total += weight * (1.0 - powered) / a + guard
+    return total
