@@ -9,21 +9,19 @@ import importlib.util
 import numpy as np
 
 import losskit
-from losskit.registry import LOSSES
+from losskit.spec import DOMAINS, SPECS, LossSpec
+
+# The input shape per family: (samples, outputs), except CTC's logits
+# (batch, time steps, classes) and Circle's batch of embeddings.
+SHAPES = {"sequence": (8, 6, 4), "metric_learning": (8, 4)}
 
 
-def make_inputs(loss_name: str, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """Small valid inputs for each loss family (8 samples, 4 outputs)."""
-    shape = (8, 4)
-    if loss_name == "SparseCategoricalCrossentropy":
-        return rng.integers(0, 4, size=(8,)), rng.dirichlet(np.ones(4), size=8)
-    if loss_name in ("CategoricalCrossentropy", "CategoricalHinge", "KLDivergence"):
-        return np.eye(4)[rng.integers(0, 4, size=8)], rng.dirichlet(np.ones(4), size=8)
-    if loss_name in ("BinaryCrossentropy", "Dice", "Tversky", "Hinge", "SquaredHinge"):
-        return rng.integers(0, 2, size=shape), rng.uniform(0.05, 0.95, size=shape)
-    if loss_name in ("Poisson", "MeanSquaredLogarithmicError"):
-        return rng.poisson(2.0, size=shape), rng.uniform(0.1, 4.0, size=shape)
-    return rng.normal(size=shape), rng.normal(size=shape)
+def make_inputs(spec: LossSpec, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Small valid inputs for a loss, drawn from its spec's input domain."""
+    y_true, y_pred = DOMAINS[spec.input_domain({})](rng, SHAPES.get(spec.family, (8, 4)))
+    if spec.domain in ("sparse_probabilities", "label_sequences", "labelled_embeddings"):
+        y_true = y_true.astype(np.int64)  # integer labels, as a user would pass them
+    return y_true, y_pred
 
 
 def converters() -> dict[str, object]:
@@ -43,13 +41,13 @@ def converters() -> dict[str, object]:
 def main() -> None:
     rng = np.random.default_rng(0)
     libraries = converters()
-    header = f"{'loss':34}" + "".join(f"{name:>14}" for name in libraries)
+    header = f"{'loss':38}" + "".join(f"{name:>14}" for name in libraries)
     print(header)
     print("-" * len(header))
-    for info in LOSSES:
-        y_true, y_pred = make_inputs(info.cls.__name__, rng)
-        loss = info.cls()
-        row = f"{info.name:34}"
+    for spec in SPECS:
+        y_true, y_pred = make_inputs(spec, rng)
+        loss = spec.cls()
+        row = f"{spec.keras_name:38}"
         for convert in libraries.values():
             value = loss(convert(y_true), convert(y_pred))  # type: ignore[operator]
             row += f"{float(value):14.6f}"
