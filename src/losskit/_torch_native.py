@@ -124,23 +124,28 @@ def native_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
 
 
 def _read_facts(torch: Any) -> dict[str, Any]:
-    _FACTS["labels"] = frozenset(
-        (
-            torch.int8,
-            torch.int16,
-            torch.int32,
-            torch.int64,
-            torch.uint8,
-            torch.float32,
-            torch.float64,
-        )
-    )
-    _FACTS["names"] = {torch.float32: "float32", torch.float64: "float64"}
-    _FACTS["strided"] = torch.strided
-    _FACTS["nn"] = torch._C._nn
-    _FACTS["int64"] = torch.int64
-    _FACTS["float32"] = torch.float32
-    _FACTS["types"] = (torch.Tensor, torch.nn.Parameter)
+    # Built whole, then published in one update: another thread must never
+    # see a partly filled _FACTS (it only checks that it is not empty).
+    facts = {
+        "labels": frozenset(
+            (
+                torch.int8,
+                torch.int16,
+                torch.int32,
+                torch.int64,
+                torch.uint8,
+                torch.float32,
+                torch.float64,
+            )
+        ),
+        "names": {torch.float32: "float32", torch.float64: "float64"},
+        "strided": torch.strided,
+        "nn": torch._C._nn,
+        "int64": torch.int64,
+        "float32": torch.float32,
+        "types": (torch.Tensor, torch.nn.Parameter),
+    }
+    _FACTS.update(facts)
     return _FACTS
 
 
