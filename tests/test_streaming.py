@@ -572,3 +572,70 @@ def test_circle_is_refused_since_its_per_sample_loss_depends_on_the_batch() -> N
         LossAccumulator(losskit.Circle())
     with pytest.raises(ValueError, match="depends on every other sample"):
         MultiLossAccumulator(["mse", "circle"])
+
+
+@pytest.mark.parametrize("dtype", [np.int8, np.uint8, np.int32, np.int64, np.uint64])
+@pytest.mark.parametrize("spread", [1, 3, 10**6, 2**62])
+def test_integer_keys_factorize_as_numpy_unique(dtype: Any, spread: int) -> None:
+    """The table-based factorisation of narrow integer ranges (and the sort
+    for wide ones) gives numpy.unique's keys and inverse, at the extremes of
+    each integer type too."""
+    from losskit import streaming
+
+    info = np.iinfo(dtype)
+    rng = np.random.default_rng(spread)
+    for low in (int(info.min), 0, int(info.max) - min(spread, int(info.max))):
+        high = min(low + spread, int(info.max))
+        keys = rng.integers(low, high, size=50, endpoint=True, dtype=dtype)
+        unique, inverse = np.unique(keys, return_inverse=True)
+        listed, codes = streaming._factorize(keys)
+        assert listed == unique.tolist()
+        assert all(type(k) is int for k in listed)
+        np.testing.assert_array_equal(codes, inverse)
+    assert streaming._factorize(np.zeros(0, dtype=dtype))[0] == []
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_compiled_compensated_sums_equal_the_numpy_ones(seed: int, monkeypatch: Any) -> None:
+    """The Numba loop of _Sums.add gives bit for bit the NumPy version's
+    values and compensations, flags, overflow and NaN included."""
+    pytest.importorskip("numba")
+    from losskit import streaming
+
+    monkeypatch.setattr(streaming, "_KERNEL_MIN_ROWS", 1)  # the loop for every batch size
+    assert streaming._compensated_add_kernel() is not None
+    rng = np.random.default_rng(seed)
+    compiled, plain = streaming._Sums(4, (3,)), streaming._Sums(4, (3,))
+    for sums in (compiled, plain):
+        sums.grow(100)
+    for step in range(6):
+        rows = rng.permutation(100)[: rng.integers(1, 100)]
+        values = rng.normal(size=(rows.size, 4)) * 10.0 ** rng.integers(-20, 20, (rows.size, 4))
+        values[:, 3] = rng.integers(0, 2, size=rows.size)
+        values[0, step % 3] = [np.inf, np.nan, 1.7e308][seed % 3]
+        extra: Any = 0.0 if step % 2 else rng.normal(size=values.shape) * 1e-17
+        compiled.add(rows, values, extra)
+        with monkeypatch.context() as patch:
+            patch.setattr(streaming, "_ADD_KERNEL", [None])
+            plain.add(rows, values, extra)
+    np.testing.assert_array_equal(compiled.value, plain.value)
+    np.testing.assert_array_equal(compiled.compensation, plain.compensation)
+    if seed % 3 < 2:  # an inf or NaN went in
+        assert not np.isfinite(compiled.value).all()
+
+
+def test_a_small_ungrouped_evaluation_does_not_import_numba() -> None:
+    # A 1-row file's start-up must not pay for Numba's import (issue 11).
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np\n"
+        "from losskit.streaming import LossAccumulator\n"
+        "acc = LossAccumulator('mse')\n"
+        "acc.update(np.array([[1.0]]), np.array([[2.0]]))\n"
+        "assert acc.result() == 1.0\n"
+        "print('numba' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

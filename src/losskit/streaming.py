@@ -179,6 +179,21 @@ def _group_sums(a: np.ndarray, inverse: np.ndarray | None, n_groups: int) -> np.
     return np.bincount(inverse, weights=rows, minlength=n_groups)
 
 
+_last_counts: tuple[Any, int, np.ndarray] = (None, 0, np.zeros(0, dtype=np.int64))
+
+
+def _group_counts(inverse: np.ndarray, n_groups: int) -> np.ndarray:
+    """The number of samples per group, computed once per batch: every loss
+    and field of a batch asks for it with the same ``inverse``."""
+    global _last_counts
+    last = _last_counts  # one read: another thread may replace it
+    if last[0] is inverse and last[1] == n_groups:
+        return last[2]
+    counts = np.bincount(inverse, minlength=n_groups)
+    _last_counts = (inverse, n_groups, counts)
+    return counts
+
+
 def _leading(a: np.ndarray, n: int, like: tuple[int, ...]) -> np.ndarray:
     """``a`` broadcast so that its leading axis is the batch axis of size n."""
     if a.ndim >= 1 and a.shape[0] == n:
@@ -392,7 +407,7 @@ class _Kernel:
             if inverse is None:
                 return np.array([float(v.size)])
             per_row = float(v.size // n) if n else 0.0
-            return np.bincount(inverse, minlength=n_groups) * per_row
+            return _group_counts(inverse, n_groups) * per_row
         keep = _leading(keep, n, v.shape)
         # Keras weighs the valid entries by total / valid (see losskit.reduction),
         # so the divisor is size(losses) * valid / size(mask).
@@ -550,22 +565,48 @@ class _Sums:
         self.rows = n_groups
 
     def add(self, rows: np.ndarray, values: np.ndarray, compensation: Any = 0.0) -> None:
+        """Add ``values`` (plus ``compensation``) to the distinct ``rows``."""
+        # Few rows (ungrouped, or few groups): NumPy, without importing Numba,
+        # which would add its import to a small file's start-up.
+        kernel = _compensated_add_kernel() if rows.size >= _KERNEL_MIN_ROWS else None
+        if kernel is not None:
+            extra = np.asarray(compensation, dtype=np.float64)
+            has_extra = not (extra.ndim == 0 and extra == 0.0)
+            extra = np.broadcast_to(extra, values.shape) if has_extra else np.zeros((1, 1))
+            flags = np.zeros(values.shape[1], dtype=np.bool_)
+            flags[list(self.flags)] = True
+            kernel(
+                self._value,
+                self._compensation,
+                rows.astype(np.int64, copy=False),
+                np.ascontiguousarray(values, dtype=np.float64),
+                np.ascontiguousarray(extra),
+                has_extra,
+                flags,
+            )
+            return
         s = self._value[rows]
         total = s + values
         with np.errstate(invalid="ignore", over="ignore"):
             # Knuth's TwoSum: the rounding error of s + values, exactly, without
-            # branches (Neumaier's comparison of magnitudes gives the same)
+            # branches (Neumaier's comparison of magnitudes gives the same);
+            # in place, since these arrays have a row per group of the batch
             virtual = total - s
-            error = (s - (total - virtual)) + (values - virtual)
-        finite = np.isfinite(total)
-        if not finite.all():
-            error[~finite] = 0.0
-        new_compensation = self._compensation[rows] + error + compensation
+            error = total - virtual
+            np.subtract(s, error, out=error)
+            np.subtract(values, virtual, out=virtual)
+            error += virtual
+            # a non-finite total (and only that) makes its error NaN
+            if not np.isfinite(error.sum()):
+                error[~np.isfinite(total)] = 0.0
+        error += self._compensation[rows]
+        if not (np.isscalar(compensation) and compensation == 0.0):
+            error += compensation
         for flag in self.flags:
             total[:, flag] = np.minimum(s[:, flag], values[:, flag])
-            new_compensation[:, flag] = 0.0
+            error[:, flag] = 0.0
         self._value[rows] = total
-        self._compensation[rows] = new_compensation
+        self._compensation[rows] = error
 
     def totals(self) -> np.ndarray:
         value = self.value
@@ -586,6 +627,56 @@ class _Sums:
                     column, self.compensation[:, field]
                 )
         return value, compensation
+
+
+_ADD_KERNEL: list[Any] = []
+_KERNEL_MIN_ROWS = 1024  # groups in one batch from which the Numba loop pays off
+
+
+def _compensated_add_kernel() -> Any:
+    """:meth:`_Sums.add` as one Numba loop over the rows (compiled on first
+    use, cached on disk), or None without Numba: the NumPy version gathers
+    and scatters every row twice, which dominated grouped evaluation."""
+    if not _ADD_KERNEL:
+        try:
+            import numba
+        except ImportError:
+            _ADD_KERNEL.append(None)
+        else:
+            _ADD_KERNEL.append(numba.njit(cache=True, error_model="numpy")(_add_rows))
+    return _ADD_KERNEL[0]
+
+
+def _add_rows(
+    value: np.ndarray,
+    compensation: np.ndarray,
+    rows: np.ndarray,
+    values: np.ndarray,
+    extra: np.ndarray,
+    has_extra: bool,
+    flags: np.ndarray,
+) -> None:
+    """The loop of :meth:`_Sums.add` (distinct ``rows``), the same operations
+    in the same order as its NumPy version, so the results are identical."""
+    for i in range(rows.shape[0]):
+        r = rows[i]
+        for j in range(value.shape[1]):
+            s = value[r, j]
+            x = values[i, j]
+            if flags[j]:
+                value[r, j] = s if (s != s or s <= x) and x == x else x
+                compensation[r, j] = 0.0
+                continue
+            total = s + x
+            error = 0.0
+            if math.isfinite(total):
+                virtual = total - s
+                error = (s - (total - virtual)) + (x - virtual)
+            value[r, j] = total
+            c = error + compensation[r, j]
+            if has_extra:
+                c = c + extra[i, j]
+            compensation[r, j] = c
 
 
 def _two_sum_tree(values: np.ndarray, compensation: np.ndarray) -> tuple[float, float]:
@@ -705,13 +796,12 @@ class _Accumulation:
         index = self._integer_index
         if index is not None and integers is None:
             integers = _as_integers(keys)
-            if integers is None:
+            if integers is None:  # from now on, the dict (filled only now)
                 self._integer_index = index = None
+                self._index = {key: row for row, key in enumerate(self._keys)}
         if index is not None and integers is not None:
-            rows, new_keys, new_rows = index.rows_for(integers, len(self._keys))
-            listed = new_keys.tolist()
-            self._index.update(zip(listed, new_rows.tolist(), strict=True))
-            self._keys.extend(listed)
+            rows, new_keys, _ = index.rows_for(integers, len(self._keys))
+            self._keys.extend(new_keys.tolist())
         else:
             found = list(map(self._index.get, keys))
             if None in found:
@@ -762,7 +852,7 @@ class _Accumulation:
             else:
                 unique_keys, inverse = _decode(keys, group_keys)
             n = len(unique_keys)
-            counts = np.bincount(inverse, minlength=n)
+            counts = _group_counts(inverse, n)
         batches = [
             kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n)
             for kernel in self._kernels
@@ -895,10 +985,32 @@ def _merge_equal_keys(
     return list(index), remap[inverse]
 
 
+def _dense_factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray] | None:
+    """:func:`numpy.unique` with ``return_inverse`` for integer keys spanning
+    a range not much wider than their number, through a table indexed by
+    value, in linear time (no sort); None for other keys."""
+    if keys.size == 0 or keys.dtype.kind == "b":
+        return None
+    low, high = int(keys.min()), int(keys.max())
+    span = high - low + 1
+    if span > 4 * keys.size + 1024 or not -(2**62) < low <= high < 2**62:
+        return None
+    offsets = keys.astype(np.intp) - low
+    present = np.zeros(span, dtype=bool)
+    present[offsets] = True
+    unique = np.flatnonzero(present)
+    table = np.empty(span, dtype=np.int64)
+    table[unique] = np.arange(unique.size, dtype=np.int64)
+    return (unique + low).tolist(), table[offsets]
+
+
 def _factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
     """Distinct keys (NaN and None are one missing key, None) and each
     sample's index into them."""
     if keys.dtype.kind in "biu":
+        dense = _dense_factorize(keys)
+        if dense is not None:
+            return dense
         unique, inverse = np.unique(keys, return_inverse=True)
         return unique.tolist(), inverse.reshape(-1)
     if keys.dtype.kind == "f":  # np.unique puts every NaN last, as one

@@ -286,9 +286,14 @@ def _number_texts(values: np.ndarray, missing: str) -> Any:
     pa, pc = require("pyarrow"), require("pyarrow.compute")
     finite = np.isfinite(values)
     text = pc.cast(pa.array(np.where(finite, values, 0.0)), pa.string())
-    # Arrow writes integral values without a point ("3", but "1e+16")
-    integral = pc.invert(pc.match_substring_regex(text, r"[.en]"))
-    text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+    # Arrow writes integral values without a point ("3", but "1e+16"); other
+    # values always have a point or an exponent, so most columns skip this
+    with np.errstate(invalid="ignore"):
+        if (values == np.trunc(values)).any() or not finite.all():
+            integral = pc.invert(pc.match_substring_regex(text, r"[.en]"))
+            text = pc.if_else(integral, pc.binary_join_element_wise(text, ".0", ""), text)
+    if finite.all():
+        return text
     return pc.if_else(pa.array(finite), text, missing)
 
 
@@ -308,9 +313,24 @@ def _render_csv(report: dict[str, Any]) -> str:
         labels = pa.array(_csv_fields(groups.labels), pa.string())
         rows = pc.cast(pa.array(groups.rows, pa.int64()), pa.string())
         texts = [_number_texts(groups.values[n], "") for n in names]
-        lines = pc.binary_join_element_wise("group", labels, rows, *texts, ",").to_pylist()
-        out.write("\n".join(lines) + "\n")
+        texts[-1] = pc.binary_join_element_wise(texts[-1], "", "\n")  # ends each line
+        lines = pc.binary_join_element_wise("group", labels, rows, *texts, ",")
+        out.write(_concatenated(lines))
     return out.getvalue()
+
+
+def _concatenated(texts: Any) -> str:
+    """The strings of an Arrow string array, one after another: its data
+    buffer, read at once rather than as a Python string per line."""
+    pa = require("pyarrow")
+    if isinstance(texts, pa.ChunkedArray):
+        texts = texts.combine_chunks()
+    if len(texts) == 0:
+        return ""
+    texts = texts.cast(pa.large_string())  # 64-bit offsets
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)
+    start, stop = int(offsets[texts.offset]), int(offsets[texts.offset + len(texts)])
+    return bytes(memoryview(texts.buffers()[2])[start:stop]).decode("utf-8")
 
 
 def _csv_fields(texts: list[str]) -> list[str]:

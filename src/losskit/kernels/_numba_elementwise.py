@@ -397,21 +397,29 @@ def power_two(m, gamma, like):  # type: ignore[no-untyped-def]
 def power_any(m, gamma, like):  # type: ignore[no-untyped-def]
     """``m ** gamma`` and its derivative in m.  m = 0 gives a NaN derivative,
     so the call goes to the reference (as m < 0 does, a NaN power)."""
-    powered = exp_as(gamma * log_as(m, like), like)
-    return powered, gamma * powered / m
+    powered = exp_as(cast_as(gamma, like) * log_as(m, like), like)
+    return powered, cast_as(gamma, like) * powered / m
+
+
+# The focal terms do their elementwise math in the precision of y_pred, as
+# the reference does (it casts y_true and the constants to y_pred's dtype):
+# a float64 constant or label would widen float32 lanes to float64 and halve
+# the SIMD width.  Only the sums are float64.
 
 
 @inlined
 def binary_focal(t, p, a, b, c, d, e, power):  # type: ignore[no-untyped-def]
     # w (1 - p_t)^gamma bce with p_t = t p + (1 - t) (1 - p) (unclipped p,
     # as in the reference; the crossentropy clips p to [eps, 1 - eps])
-    t = t * (1.0 - b) + 0.5 * b
-    p_clipped, dp = clip(p, a, cast_as(1.0 - a, p))
-    bce = -(t * log_as(p_clipped, p) + (1.0 - t) * log_as(1.0 - p_clipped, p))
-    d_bce = -(t / p_clipped - (1.0 - t) / (1.0 - p_clipped)) * dp
-    focal, d_focal = power(1.0 - (t * p + (1.0 - t) * (1.0 - p)), c, p)
-    weight = t * d + (1.0 - t) * e
-    return weight * focal * bce, weight * (d_focal * (1.0 - 2.0 * t) * bce + focal * d_bce)
+    one = cast_as(1.0, p)
+    t = cast_as(t, p) * cast_as(1.0 - b, p) + cast_as(0.5 * b, p)
+    p_clipped, dp = clip(p, cast_as(a, p), cast_as(1.0 - a, p))
+    bce = -(t * log_as(p_clipped, p) + (one - t) * log_as(one - p_clipped, p))
+    # t / p - (1 - t) / (1 - p) over one denominator: one division, not two
+    d_bce = (p_clipped - t) / (p_clipped * (one - p_clipped)) * cast_as(dp, p)
+    focal, d_focal = power(one - (t * p + (one - t) * (one - p)), c, p)
+    weight = t * cast_as(d, p) + (one - t) * cast_as(e, p)
+    return weight * focal * bce, weight * (d_focal * (one - (t + t)) * bce + focal * d_bce)
 
 
 @inlined
@@ -420,18 +428,19 @@ def binary_focal_from_logits(t, x, a, b, c, d, e, power):  # type: ignore[no-unt
     # 1 - p_t = t sigmoid(-x) + (1 - t) sigmoid(x), whose derivative is
     # (1 - 2t) sigmoid(x) sigmoid(-x).  With z = exp(-|x|): softplus(+-x) =
     # max(+-x, 0) + log1p(z), and the sigmoids are 1 / (1 + z) and z / (1 + z).
-    t = t * (1.0 - b) + 0.5 * b
+    one, zero = cast_as(1.0, x), cast_as(0.0, x)
+    t = cast_as(t, x) * cast_as(1.0 - b, x) + cast_as(0.5 * b, x)
     z = exp_as(-abs(x), x)
     shared = log1p_as(z, x)
-    softplus_pos = (x if x > 0 else 0.0) + shared
-    softplus_neg = (-x if x < 0 else 0.0) + shared
-    inverse = 1.0 / (1.0 + z)
-    sigmoid_pos = inverse if x >= 0 else z * inverse
-    sigmoid_neg = z * inverse if x >= 0 else inverse
-    bce = t * softplus_neg + (1.0 - t) * softplus_pos
-    focal, d_focal = power(t * sigmoid_neg + (1.0 - t) * sigmoid_pos, c, x)
-    d_miss = (1.0 - 2.0 * t) * sigmoid_pos * sigmoid_neg
-    weight = t * d + (1.0 - t) * e
+    softplus_pos = (x if x > zero else zero) + shared
+    softplus_neg = (-x if x < zero else zero) + shared
+    inverse = one / (one + z)
+    sigmoid_pos = inverse if x >= zero else z * inverse
+    sigmoid_neg = z * inverse if x >= zero else inverse
+    bce = t * softplus_neg + (one - t) * softplus_pos
+    focal, d_focal = power(t * sigmoid_neg + (one - t) * sigmoid_pos, c, x)
+    d_miss = (one - (t + t)) * sigmoid_pos * sigmoid_neg
+    weight = t * cast_as(d, x) + (one - t) * cast_as(e, x)
     return weight * focal * bce, weight * (d_focal * d_miss * bce + focal * (sigmoid_pos - t))
 
 

@@ -418,16 +418,20 @@ def categorical_focal_forward(t, p, w, w_step, a, b, c, d):  # type: ignore[no-u
 
 @inlined
 def _categorical_focal_forward(t, p, w, w_step, a, b, c, d, power):  # type: ignore[no-untyped-def]
+    # Elementwise math in the precision of y_pred, as in the reference (see
+    # binary_focal): float64 constants would widen float32 lanes.
     classes = p.shape[1]
-    high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
-        norm = cast_as(_row_sum(p, i), p[i, 0])
+        like = p[i, 0]
+        one, low, high = cast_as(1.0, like), cast_as(a, like), cast_as(1.0 - a, like)
+        keep, spread = cast_as(1.0 - b, like), cast_as(b / classes, like)
+        norm = cast_as(_row_sum(p, i), like)
         row = 0.0
         for j in range(classes):
-            q, _ = clip(p[i, j] / norm, a, high)
-            focal, _ = power(1.0 - q, c, p[i, 0])
-            row -= (t[i, j] * (1.0 - b) + b / classes) * focal * log_as(q, p[i, 0])
+            q, _ = clip(p[i, j] / norm, low, high)
+            focal, _ = power(one - q, c, like)
+            row -= (cast_as(t[i, j], like) * keep + spread) * focal * log_as(q, like)
         total += w[i * w_step] * (d * row + _row_guard(t, p, i))
     return total
 
@@ -444,28 +448,33 @@ def categorical_focal_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad)
 @inlined
 def _categorical_focal_forward_backward(t, p, w, w_step, a, b, c, d, scale, grad, power):  # type: ignore[no-untyped-def]
     classes = p.shape[1]
-    high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
+        like = p[i, 0]
+        one, low, high = cast_as(1.0, like), cast_as(a, like), cast_as(1.0 - a, like)
+        keep, spread = cast_as(1.0 - b, like), cast_as(b / classes, like)
+        alpha = cast_as(d, like)
         weight = w[i * w_step]
-        norm = cast_as(_row_sum(p, i), p[i, 0])
+        norm = cast_as(_row_sum(p, i), like)
         row = 0.0
         projection = 0.0  # sum_j g_j q_j with g_j = d loss / d q_j
         for j in range(classes):
             q_raw = p[i, j] / norm
-            q, inside = clip(q_raw, a, high)
-            target = t[i, j] * (1.0 - b) + b / classes
-            log_q = log_as(q, p[i, 0])
-            focal, d_focal = power(1.0 - q, c, p[i, 0])
+            q, inside = clip(q_raw, low, high)
+            target = cast_as(t[i, j], like) * keep + spread
+            log_q = log_as(q, like)
+            focal, d_focal = power(one - q, c, like)
             row -= target * focal * log_q
-            g = d * target * (d_focal * log_q - focal / q) * inside
+            g = alpha * target * (d_focal * log_q - focal / q) * cast_as(inside, like)
             grad[i, j] = g
             projection += g * q_raw
-        total += weight * (d * row + _row_guard(t, p, i))
-        factor = scale * weight / norm
+        factor = cast_as(scale * weight / norm, like)
+        shift = cast_as(projection, like)
+        check = 0.0
         for j in range(classes):
-            grad[i, j] = factor * (grad[i, j] - projection)
-            total += finite_guard(grad[i, j])
+            grad[i, j] = factor * (grad[i, j] - shift)
+            check += grad[i, j]
+        total += weight * (d * row + _row_guard(t, p, i)) + finite_guard(check)
     return total
 
 
