@@ -566,3 +566,33 @@ def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
 def test_cli_module_files_exist() -> None:
     assert (ROOT / "src" / "losskit" / "data" / "diabetes_predictions.csv").is_file()
     assert os.path.isfile(ROOT / "scripts" / "make_example_data.py")
+
+
+@pytest.mark.parametrize("slow_row", [0, 128])
+def test_parallel_error_is_the_first_batch_s(
+    slow_row: int,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Every batch fails; whichever thread fails first, the error reported is
+    the first batch's, so a run gives the same message every time."""
+    import threading
+
+    from losskit.cli import engine
+
+    first_failed = threading.Event()
+
+    def failing_update(self: engine.Work, batch: Any) -> None:
+        if batch.first_row == slow_row:
+            first_failed.wait(timeout=5)  # let the other batch fail first
+        else:
+            first_failed.set()
+        raise ValueError(f"bad batch at row {batch.first_row}")
+
+    monkeypatch.setattr(engine.Work, "update", failing_update)
+    path = write(make_data(n=256), tmp_path / "data.parquet")
+    code = main(["evaluate", str(path), "--loss", "mse", "--batch-rows", "128", "--jobs", "2"])
+    captured = capsys.readouterr()
+    assert code == 1
+    assert "bad batch at row 0" in captured.err

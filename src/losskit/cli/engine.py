@@ -217,23 +217,31 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
                 progress.advance(batch.rows + batch.skipped, batch.nbytes)
         return work
     works = [Work.empty(plan) for _ in range(jobs)]
-    pending: queue.Queue[readers.Batch | None] = queue.Queue(maxsize=jobs)
-    errors: list[BaseException] = []
+    pending: queue.Queue[tuple[int, readers.Batch] | None] = queue.Queue(maxsize=jobs)
+    # The error reported is the first batch's in file order, whichever thread
+    # meets its error first: the same message on every run.
+    errors: dict[int, BaseException] = {}
     lock = threading.Lock()
+
+    def failed_before(index: int) -> bool:
+        with lock:
+            return any(failed < index for failed in errors)
 
     def compute(work: Work) -> None:
         single = False
         while True:
-            batch = pending.get()
-            if batch is None:
+            item = pending.get()
+            if item is None:
                 return
-            if errors:
-                continue  # drain
+            index, batch = item
+            if failed_before(index):
+                continue  # drain: a batch before this one has failed
             try:
                 single = single or _one_kernel_thread(batch)
                 work.update(batch)
             except BaseException as error:
-                errors.append(error)
+                with lock:
+                    errors[index] = error
                 continue
             if progress is not None:
                 with lock:
@@ -242,18 +250,22 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
     threads = [threading.Thread(target=compute, args=(w,), daemon=True) for w in works]
     for thread in threads:
         thread.start()
+    index = 0
     try:
-        for batch in iter_batches(plan):
-            if errors:
+        for index, batch in enumerate(iter_batches(plan)):
+            if failed_before(index):
                 break
-            pending.put(batch)
+            pending.put((index, batch))
+    except Exception as error:  # the reader's: after every batch handed out
+        with lock:
+            errors[index + 1] = error
     finally:
         for _ in threads:
             pending.put(None)
         for thread in threads:
             thread.join()
     if errors:
-        raise errors[0]
+        raise errors[min(errors)]
     total = works[0]
     for work in works[1:]:
         total.merge(work)
