@@ -29,6 +29,13 @@ Usage (the ``bench`` extra)::
     .venv/bin/python benchmarks/training_loop.py --losses mean_squared_error --calls 100
     .venv/bin/python benchmarks/training_loop.py --json benchmarks/results/training_loop.json
 
+``--crossover`` instead times, on torch CPU tensors of 100 columns and
+growing batches, the losses that torch computes in one fused operation (MSE,
+Huber, the crossentropies from logits) through losskit's fused Numba kernel
+and through torch's own loss: where the kernel starts to win is the
+threshold in ``losskit/_torch_native.py`` below which the native loss goes
+first.
+
 Timings only; correctness is the test suite's job.  Each time is the least
 of 7 rounds (the round other processes disturbed least).
 """
@@ -36,6 +43,7 @@ of 7 rounds (the round other processes disturbed least).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import os
@@ -401,6 +409,52 @@ def _ratio(ours: float | None, theirs: float | None) -> str:
     return "—" if ours is None or theirs is None else f"{ours / theirs:.2f}"
 
 
+def _kernel_call(loss: Any, t: Any, p: Any) -> None:
+    import losskit
+
+    with losskit.prefer_backend("fast"):
+        losskit.kernels.fused_call(loss, t, p, None, None).backward()
+
+
+def _native_call(native: Callable[..., Any], t: Any, p: Any) -> None:
+    native(p, t).backward()
+
+
+CROSSOVER_ROWS = (1024, 2048, 4096, 8192, 16384, 32768)
+
+
+def crossover(calls: int) -> None:
+    """Forward+backward per call of the fused Numba kernel and of torch's own
+    loss, (rows, 100) float32, one torch thread (the kernels use every core)."""
+    import torch
+    from torch.nn import functional
+
+    import losskit
+
+    cases = {
+        "mean_squared_error": (losskit.MeanSquaredError(), functional.mse_loss),
+        "huber_loss": (losskit.Huber(), functional.huber_loss),
+        "sparse_categorical_crossentropy(from_logits)": (
+            losskit.SparseCategoricalCrossentropy(from_logits=True),
+            lambda p, t: functional.cross_entropy(p, t),
+        ),
+    }
+    print(f"{'loss':45} {'shape':>10} {'kernel':>8} {'torch':>8} {'x':>5}")
+    rng = np.random.default_rng(0)
+    for name, (loss, native) in cases.items():
+        for rows in CROSSOVER_ROWS:
+            p = torch.from_numpy(rng.standard_normal((rows, 100), dtype=np.float32))
+            p.requires_grad_()
+            if "sparse" in name:
+                t = torch.from_numpy(rng.integers(0, 100, rows))
+            else:
+                t = torch.from_numpy(rng.standard_normal((rows, 100), dtype=np.float32))
+
+            ours = per_call_us(functools.partial(_kernel_call, loss, t, p), calls)
+            theirs = per_call_us(functools.partial(_native_call, native, t, p), calls)
+            print(f"{name:45} {f'{rows}x100':>10} {ours:8.1f} {theirs:8.1f} {ours / theirs:5.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     import jax
     import torch
@@ -413,8 +467,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=200, help="calls per timing round")
     parser.add_argument("--no-keras", action="store_true", help="leave out Keras on torch")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument(
+        "--crossover", action="store_true", help="kernel against torch's fused loss by size"
+    )
     options = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if options.crossover:
+        crossover(max(options.calls // 10, 5))
+        return 0
     machine = (
         f"{platform.machine()} {platform.processor() or ''}, {os.cpu_count()} CPUs, python "
         f"{platform.python_version()}, torch {torch.__version__}, jax {jax.__version__}, "

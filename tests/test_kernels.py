@@ -110,9 +110,13 @@ def test_backward_adopts_the_gradient_without_a_copy() -> None:
     assert prediction.grad.is_contiguous()
 
 
+# MAE below: MSE and Huber on torch CPU tensors this small go to torch's own
+# fused loss first (_torch_native.takes_first), not to the kernels.
+
+
 def test_second_backward_through_a_fused_loss_is_a_clear_error() -> None:
     prediction = torch.randn(64, 8, requires_grad=True)
-    value = losskit.MeanSquaredError()(torch.randn(64, 8), prediction)
+    value = losskit.MeanAbsoluteError()(torch.randn(64, 8), prediction)
     value.backward(retain_graph=True)
     with pytest.raises(RuntimeError, match="differentiated twice"):
         value.backward()
@@ -299,7 +303,7 @@ def test_gradient_buffers_are_recycled_only_once_unreferenced() -> None:
     rng = np.random.default_rng(6)
     y_true = torch.from_numpy(rng.random((512, 64), dtype="float32"))
     y_pred = torch.from_numpy(rng.random((512, 64), dtype="float32")).requires_grad_()
-    loss = losskit.MeanSquaredError()
+    loss = losskit.MeanAbsoluteError()
 
     def gradient() -> torch.Tensor:
         y_pred.grad = None

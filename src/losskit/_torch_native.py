@@ -76,17 +76,22 @@ class _Lowering:
     whether its arguments and input allow it, ``compute(loss, t, p,
     reduction)`` computes it; ``labels``: ``y_true`` holds integer labels."""
 
-    __slots__ = ("applies", "compute", "labels")
+    __slots__ = ("applies", "compute", "labels", "native_below")
 
     def __init__(
         self,
         compute: Lowering,
         applies: Callable[[dict[str, Any], Tensor], bool] | None = None,
         labels: bool = False,
+        native_below: Callable[[dict[str, Any]], int] | None = None,
     ) -> None:
         self.compute = compute
         self.applies = applies
         self.labels = labels
+        # The element count below which torch's own fused loss (one ATen
+        # operation and its backward) beats the Numba kernels on the CPU, by
+        # the loss's arguments; None: the kernels always go first.
+        self.native_below = native_below
 
 
 _LOWERINGS: dict[type, _Lowering] = {}
@@ -121,6 +126,35 @@ def native_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
     if weight is None:
         return None
     return _weighted(torch, found.compute(loss, y_true, y_pred, 0), weight, loss.reduction)
+
+
+# Where torch's single fused loss (forward and backward, one torch thread)
+# stops beating the Numba kernel (every core) at 100 features or classes,
+# measured by ``benchmarks/training_loop.py --crossover`` on the 2-core
+# machine: MSE and Huber between 2048 and 4096 rows (kernel 1.03-1.06x
+# torch's time, then 0.80-0.83x), the sparse crossentropy from logits
+# between 4096 and 8192 rows (1.04x, then 0.84x).
+_ELEMENTWISE_CROSSOVER = 1 << 18
+_CROSSENTROPY_CROSSOVER = 1 << 19
+
+
+def takes_first(loss: Any, y_pred: Any) -> bool:
+    """Whether :func:`native_call` should have this call before the fused
+    Numba kernels: a CPU tensor smaller than the crossover of a loss that
+    torch computes in one fused operation (MSE, Huber, the crossentropies
+    from logits).  Above it, or for the others, the kernels go first."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return False
+    facts = _FACTS or _read_facts(torch)
+    if type(y_pred) not in facts["types"]:
+        return False
+    found = (_LOWERINGS or _register()).get(type(loss))
+    if found is None or found.native_below is None:
+        return False
+    return bool(
+        y_pred.device.type == "cpu" and y_pred.numel() < found.native_below(loss._fn_kwargs)
+    )
 
 
 def _read_facts(torch: Any) -> dict[str, Any]:
@@ -411,14 +445,24 @@ def _sparse_classes(arguments: dict[str, Any], y_pred: Tensor) -> bool:
     return _classes(arguments, y_pred) and arguments["ignore_class"] is None
 
 
+def _elementwise_crossover(arguments: dict[str, Any]) -> int:
+    return _ELEMENTWISE_CROSSOVER
+
+
+def _crossentropy_crossover(arguments: dict[str, Any]) -> int:
+    return _CROSSENTROPY_CROSSOVER if arguments["from_logits"] else 0
+
+
 def _register() -> dict[type, _Lowering]:
     from losskit import losses
 
     _LOWERINGS.update(
         {
-            losses.MeanSquaredError: _Lowering(_mean_squared_error),
+            losses.MeanSquaredError: _Lowering(
+                _mean_squared_error, native_below=_elementwise_crossover
+            ),
             losses.MeanAbsoluteError: _Lowering(_mean_absolute_error),
-            losses.Huber: _Lowering(_huber),
+            losses.Huber: _Lowering(_huber, native_below=_elementwise_crossover),
             losses.Poisson: _Lowering(_poisson),
             losses.MeanAbsolutePercentageError: _Lowering(_mean_absolute_percentage_error),
             losses.MeanSquaredLogarithmicError: _Lowering(_mean_squared_logarithmic_error),
@@ -429,9 +473,14 @@ def _register() -> dict[type, _Lowering]:
             losses.CosineSimilarity: _Lowering(_cosine_similarity, _last_axis),
             losses.KLDivergence: _Lowering(_kl_divergence),
             losses.BinaryCrossentropy: _Lowering(_binary_crossentropy, _last_axis),
-            losses.CategoricalCrossentropy: _Lowering(_categorical_crossentropy, _classes),
+            losses.CategoricalCrossentropy: _Lowering(
+                _categorical_crossentropy, _classes, native_below=_crossentropy_crossover
+            ),
             losses.SparseCategoricalCrossentropy: _Lowering(
-                _sparse_categorical_crossentropy, _sparse_classes, labels=True
+                _sparse_categorical_crossentropy,
+                _sparse_classes,
+                labels=True,
+                native_below=_crossentropy_crossover,
             ),
         }
     )
