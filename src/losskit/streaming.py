@@ -205,6 +205,8 @@ def _leading(a: np.ndarray, n: int, like: tuple[int, ...]) -> np.ndarray:
 # (Circle compares every pair of embeddings): a sum over batches is not the
 # loss of their concatenation, so they cannot be accumulated batch by batch.
 _BATCH_DEPENDENT_FAMILIES = ("metric_learning",)
+# Losses summed in one fused pass from this many on (fewer: a pass each).
+_ONE_PASS_MIN_LOSSES = 3
 
 
 def _check_batch_independent(loss: losses.Loss) -> None:
@@ -272,8 +274,11 @@ class _Kernel:
         mask: Any,
         inverse: np.ndarray | None,
         n_groups: int,
+        total: float | None = None,
     ) -> np.ndarray:
-        """The statistics of one batch, one row per group: (n_groups, fields)."""
+        """The statistics of one batch, one row per group: (n_groups, fields).
+        ``total``: the batch's weighted sum where the one-pass kernel of
+        several losses already computed it (no groups, no mask)."""
         xp = _array.namespace_of(y_pred)
         dtype = _array.float_dtype(xp, self.dtype)
         y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
@@ -284,7 +289,7 @@ class _Kernel:
         self._check_batch_axis(y_true, y_pred)
         with np.errstate(all="ignore"):
             if self._summing is not None and inverse is None and mask is None and n > 0:
-                return self._summed(y_true, y_pred, sample_weight, n)
+                return self._summed(y_true, y_pred, sample_weight, n, total)
             if self.kind == _OVERLAP:
                 return self._overlap(y_true, y_pred, sample_weight, mask, inverse, n_groups)
             if self.kind == _HINGE:
@@ -308,19 +313,24 @@ class _Kernel:
                 columns.append(all_binary)
         return np.stack(columns, axis=1)
 
-    def _summed(self, y_true: Any, y_pred: Any, sample_weight: Any, n: int) -> np.ndarray:
+    def _summed(
+        self, y_true: Any, y_pred: Any, sample_weight: Any, n: int, total: float | None
+    ) -> np.ndarray:
         """The statistics of a batch without groups or masks: the total from
-        the loss object (reduction "sum"), the counts from the shapes."""
+        the loss object (reduction "sum") unless given, the counts from the
+        shapes."""
         assert self._summing is not None
-        # First the whole batch, so that errors name its shapes.
-        total = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
+        if total is None:  # first the whole batch, so that errors name its shapes
+            summed = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
+        else:
+            summed = np.asarray(total, dtype=np.float64)
         probe, _ = self.loss.call_with_mask(y_true[:1, ...], y_pred[:1, ...])
         shape = (n, *self._per_sample(probe, 1).shape[1:])
         weight, _ = self._weights(sample_weight, None, None)
         aligned, aligned_weight = self._align(np.broadcast_to(np.float64(0.0), shape), weight)
         count = self._count(aligned, None, n, None, 1)
         weight_total = self._weight_total(aligned, aligned_weight, n, None, 1)
-        return np.stack([total.reshape(1), count, weight_total], axis=1)
+        return np.stack([summed.reshape(1), count, weight_total], axis=1)
 
     def _check_batch_axis(self, y_true: Any, y_pred: Any) -> None:
         if "axis" not in self.config or self.kind == _OVERLAP:
@@ -853,9 +863,12 @@ class _Accumulation:
                 unique_keys, inverse = _decode(keys, group_keys)
             n = len(unique_keys)
             counts = _group_counts(inverse, n)
+        totals: list[float | None] = [None] * len(self._kernels)
+        if inverse is None and mask is None:
+            totals = self._one_pass_totals(y_true, y_pred, sample_weight) or totals
         batches = [
-            kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n)
-            for kernel in self._kernels
+            kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n, total)
+            for kernel, total in zip(self._kernels, totals, strict=True)
         ]
         # Only once every loss accepted the batch does the state change.
         if groups is not None:
@@ -863,6 +876,21 @@ class _Accumulation:
         for sums, batch in zip(self._sums, batches, strict=True):
             sums.add(rows, batch)
         self._samples[rows] += counts
+
+    def _one_pass_totals(
+        self, y_true: Any, y_pred: Any, sample_weight: Any
+    ) -> list[float | None] | None:
+        """The weighted sums of the losses that one fused pass over the batch
+        computes together (see :func:`losskit.kernels.regression_sums`):
+        from three such losses on, one pass beats a pass each."""
+        summing = [kernel._summing for kernel in self._kernels]
+        if sum(loss is not None for loss in summing) < _ONE_PASS_MIN_LOSSES:
+            return None
+        from losskit import kernels
+
+        if not kernels.available() or _batch_size(y_pred) == 0:
+            return None
+        return kernels.regression_sums(summing, y_true, y_pred, sample_weight)
 
     def _merge(self, other: _Accumulation) -> None:
         if type(other) is not type(self):

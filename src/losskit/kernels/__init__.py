@@ -33,7 +33,7 @@ import math
 import numbers
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +43,7 @@ import numpy as np
 from losskit import _array, _config
 from losskit.functional import segmentation
 
-__all__ = ["MIN_ELEMENTS", "available", "fused_call"]
+__all__ = ["MIN_ELEMENTS", "available", "fused_call", "regression_sums"]
 
 MIN_ELEMENTS = 1 << 15
 """Smaller inputs take the reference path (a kernel launch would not pay)."""
@@ -436,6 +436,129 @@ def _fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
     if not math.isfinite(total):
         return None
     return _result(_scaled(total, scale), y_pred, is_torch)
+
+
+# --- several losses in one pass ----------------------------------------------------
+
+# The slot of each loss in _numba_regression.regression_sums, and the constants
+# it takes there.
+_REGRESSION_SLOTS = {
+    "squared_error": (0, ()),
+    "absolute_error": (1, ()),
+    "absolute_percentage_error": (2, ("epsilon",)),
+    "squared_logarithmic_error": (3, ("epsilon",)),
+    "huber": (4, ("delta",)),
+    "log_cosh": (5, ()),
+    "cosine_similarity": (6, ("epsilon",)),
+}
+
+
+def regression_sums(
+    losses: Sequence[Any | None], y_true: Any, y_pred: Any, sample_weight: Any
+) -> list[float | None] | None:
+    """``sum_i w_i loss_i`` of several built-in losses over one batch, from
+    one pass over it (:mod:`losskit.kernels._numba_regression`): MSE, MAE,
+    MAPE, MSLE, Huber, log-cosh and cosine similarity over the last axis.
+
+    Returns one entry per loss: its weighted sum, or None for a loss the
+    pass does not cover (None, another loss, another dtype, a second Huber with
+    another delta, a sum that is not finite: the reference decides the
+    inf/NaN pattern) -- or None instead of the list where no pass applies
+    (fewer than two such losses, inputs that are not NumPy arrays of one
+    float dtype and shape (rows, features), too few elements, weights other
+    than one per row, no Numba, the backend preference ``"reference"``).
+    """
+    if not _NUMBA or _config.backend_preference() != "fast":
+        return None
+    if type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray:
+        return None
+    dtype = y_pred.dtype
+    if dtype.name not in ("float32", "float64") or y_true.dtype != dtype:
+        return None
+    if y_pred.ndim != 2 or y_true.shape != y_pred.shape or y_pred.size < MIN_ELEMENTS:
+        return None
+    slots = _regression_slots(losses, dtype.name)
+    if sum(slot is not None for slot in slots) < 2:
+        return None
+    weights = _weights(sample_weight, y_pred.shape[:1], dtype)
+    if weights is None:
+        return None
+    constants = {"epsilon": _config.epsilon(), "delta": 1.0}
+    for loss, slot in zip(losses, slots, strict=True):
+        if slot is not None:
+            constants.update(_plan(loss, 2).binding.constants)  # type: ignore[union-attr]
+    with _KERNEL_LOCK:
+        sums = _regression_pass(
+            np.ascontiguousarray(y_true),
+            np.ascontiguousarray(y_pred),
+            weights,
+            dtype.type(constants["epsilon"]),
+            dtype.type(constants["delta"]),
+        )
+    found = [None if slot is None else sums[slot] for slot in slots]
+    return [None if x is None or not math.isfinite(x) else x for x in found]
+
+
+def _regression_pass(
+    t: np.ndarray, p: np.ndarray, weights: tuple[Any, ...], eps: Any, delta: Any
+) -> list[float | None]:
+    """The seven sums of the one-pass kernel (None: cosine similarity, where
+    it needs a pass of its own)."""
+    from losskit.kernels import _numba_regression as kernel
+
+    w, w_step, _ = weights
+    features = p.shape[1]
+    if w_step and features > 1:  # one weight per row of several features
+        return [float(x) for x in kernel.row_sums(t, p, w, eps, delta)]
+    totals = np.zeros(7)
+    for start, stop in _block_bounds(p.size):
+        tb = t.reshape(-1)[start:stop].reshape(-1, min(BLOCK, stop - start))
+        pb = p.reshape(-1)[start:stop].reshape(tb.shape)
+        if w_step:  # one feature: a weight per element
+            wb = w[start:stop].reshape(tb.shape)
+            totals += kernel.blocked_weighted_sums(tb, pb, wb, eps, delta)
+        else:
+            totals += kernel.blocked_sums(tb, pb, eps, delta)
+    if not w_step:
+        totals *= w[0] / features  # the mean over a row, times the one weight
+    sums: list[float | None] = [float(x) for x in totals]
+    if features > 1:
+        sums[6] = None
+    return sums
+
+
+def _block_bounds(size: int) -> list[tuple[int, int]]:
+    """The whole blocks of the flat elements, then the rest."""
+    full = size - size % BLOCK
+    return [(0, full)] * bool(full) + [(full, size)] * bool(size > full)
+
+
+def _regression_slots(losses: Sequence[Any | None], dtype: str) -> list[int | None]:
+    """Each loss's slot in the one-pass kernel, or None: each slot once, and
+    every constant (epsilon, delta) the same across the losses that share it."""
+    slots: list[int | None] = []
+    taken: set[int] = set()
+    constants: dict[str, float] = {}
+    for loss in losses:
+        plan = _plan(loss, 2) if loss is not None and type(loss) in _SELECTORS else None
+        found = None if plan is None else _REGRESSION_SLOTS.get(plan.binding.entry)
+        if (
+            loss is None
+            or found is None
+            or found[0] in taken
+            or loss.dtype != dtype
+            or loss.reduction in (None, "none")
+        ):
+            slots.append(None)
+            continue
+        slot, names = found
+        values = dict(plan.binding.constants)  # type: ignore[union-attr]
+        if any(constants.setdefault(name, values[name]) != values[name] for name in names):
+            slots.append(None)
+            continue
+        taken.add(slot)
+        slots.append(slot)
+    return slots
 
 
 def _reference_of(loss: Any, y_true: Any, sample_weight: Any) -> Callable[[Any], Any]:
