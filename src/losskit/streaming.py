@@ -274,11 +274,11 @@ class _Kernel:
         mask: Any,
         inverse: np.ndarray | None,
         n_groups: int,
-        total: float | None = None,
+        total: Any = None,
     ) -> np.ndarray:
         """The statistics of one batch, one row per group: (n_groups, fields).
-        ``total``: the batch's weighted sum where the one-pass kernel of
-        several losses already computed it (no groups, no mask)."""
+        ``total``: the batch's weighted sum (one per group) where the one-pass
+        kernel of several losses already computed it (no mask)."""
         xp = _array.namespace_of(y_pred)
         dtype = _array.float_dtype(xp, self.dtype)
         y_pred = _array.as_array(xp, y_pred, "y_pred", dtype=dtype)
@@ -288,8 +288,9 @@ class _Kernel:
         n = int(y_pred.shape[0])
         self._check_batch_axis(y_true, y_pred)
         with np.errstate(all="ignore"):
-            if self._summing is not None and inverse is None and mask is None and n > 0:
-                return self._summed(y_true, y_pred, sample_weight, n, total)
+            summed = self._summing is not None and mask is None and n > 0
+            if summed and (inverse is None or total is not None):
+                return self._summed(y_true, y_pred, sample_weight, n, total, inverse, n_groups)
             if self.kind == _OVERLAP:
                 return self._overlap(y_true, y_pred, sample_weight, mask, inverse, n_groups)
             if self.kind == _HINGE:
@@ -314,11 +315,18 @@ class _Kernel:
         return np.stack(columns, axis=1)
 
     def _summed(
-        self, y_true: Any, y_pred: Any, sample_weight: Any, n: int, total: float | None
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        n: int,
+        total: Any,
+        inverse: np.ndarray | None,
+        n_groups: int,
     ) -> np.ndarray:
-        """The statistics of a batch without groups or masks: the total from
-        the loss object (reduction "sum") unless given, the counts from the
-        shapes."""
+        """The statistics of a batch without masks: the total (one per group)
+        from the loss object (reduction "sum", no groups) unless given, the
+        counts from the shapes."""
         assert self._summing is not None
         if total is None:  # first the whole batch, so that errors name its shapes
             summed = _float64(self._summing(y_true, y_pred, sample_weight=sample_weight), "loss")
@@ -328,9 +336,9 @@ class _Kernel:
         shape = (n, *self._per_sample(probe, 1).shape[1:])
         weight, _ = self._weights(sample_weight, None, None)
         aligned, aligned_weight = self._align(np.broadcast_to(np.float64(0.0), shape), weight)
-        count = self._count(aligned, None, n, None, 1)
-        weight_total = self._weight_total(aligned, aligned_weight, n, None, 1)
-        return np.stack([summed.reshape(1), count, weight_total], axis=1)
+        count = self._count(aligned, None, n, inverse, n_groups)
+        weight_total = self._weight_total(aligned, aligned_weight, n, inverse, n_groups)
+        return np.stack([summed.reshape(n_groups), count, weight_total], axis=1)
 
     def _check_batch_axis(self, y_true: Any, y_pred: Any) -> None:
         if "axis" not in self.config or self.kind == _OVERLAP:
@@ -863,9 +871,10 @@ class _Accumulation:
                 unique_keys, inverse = _decode(keys, group_keys)
             n = len(unique_keys)
             counts = _group_counts(inverse, n)
-        totals: list[float | None] = [None] * len(self._kernels)
-        if inverse is None and mask is None:
-            totals = self._one_pass_totals(y_true, y_pred, sample_weight) or totals
+        totals: list[Any] = [None] * len(self._kernels)
+        if mask is None:
+            grouping = None if inverse is None else (inverse, n)
+            totals = self._one_pass_totals(y_true, y_pred, sample_weight, grouping) or totals
         batches = [
             kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n, total)
             for kernel, total in zip(self._kernels, totals, strict=True)
@@ -878,8 +887,12 @@ class _Accumulation:
         self._samples[rows] += counts
 
     def _one_pass_totals(
-        self, y_true: Any, y_pred: Any, sample_weight: Any
-    ) -> list[float | None] | None:
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        grouping: tuple[np.ndarray, int] | None,
+    ) -> list[Any] | None:
         """The weighted sums of the losses that one fused pass over the batch
         computes together (see :func:`losskit.kernels.regression_sums`):
         from three such losses on, one pass beats a pass each."""
@@ -890,7 +903,7 @@ class _Accumulation:
 
         if not kernels.available() or _batch_size(y_pred) == 0:
             return None
-        return kernels.regression_sums(summing, y_true, y_pred, sample_weight)
+        return kernels.regression_sums(summing, y_true, y_pred, sample_weight, grouping)
 
     def _merge(self, other: _Accumulation) -> None:
         if type(other) is not type(self):

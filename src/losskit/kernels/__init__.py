@@ -454,8 +454,12 @@ _REGRESSION_SLOTS = {
 
 
 def regression_sums(
-    losses: Sequence[Any | None], y_true: Any, y_pred: Any, sample_weight: Any
-) -> list[float | None] | None:
+    losses: Sequence[Any | None],
+    y_true: Any,
+    y_pred: Any,
+    sample_weight: Any,
+    groups: tuple[np.ndarray, int] | None = None,
+) -> list[Any] | None:
     """``sum_i w_i loss_i`` of several built-in losses over one batch, from
     one pass over it (:mod:`losskit.kernels._numba_regression`): MSE, MAE,
     MAPE, MSLE, Huber, log-cosh and cosine similarity over the last axis.
@@ -487,16 +491,37 @@ def regression_sums(
     for loss, slot in zip(losses, slots, strict=True):
         if slot is not None:
             constants.update(_plan(loss, 2).binding.constants)  # type: ignore[union-attr]
+    eps, delta = dtype.type(constants["epsilon"]), dtype.type(constants["delta"])
+    t, p = np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred)
+    if groups is not None:
+        return _grouped_regression_pass(t, p, weights, eps, delta, groups, slots)
     with _KERNEL_LOCK:
-        sums = _regression_pass(
-            np.ascontiguousarray(y_true),
-            np.ascontiguousarray(y_pred),
-            weights,
-            dtype.type(constants["epsilon"]),
-            dtype.type(constants["delta"]),
-        )
+        sums = _regression_pass(t, p, weights, eps, delta)
     found = [None if slot is None else sums[slot] for slot in slots]
     return [None if x is None or not math.isfinite(x) else x for x in found]
+
+
+def _grouped_regression_pass(
+    t: np.ndarray,
+    p: np.ndarray,
+    weights: tuple[Any, ...],
+    eps: Any,
+    delta: Any,
+    groups: tuple[np.ndarray, int],
+    slots: list[int | None],
+) -> list[Any]:
+    """Per group: each loss's column of the one-pass kernel's sums, or None
+    where a sum is not finite."""
+    from losskit.kernels import _numba_regression as kernel
+
+    inverse, n_groups = groups
+    w, w_step, _ = weights
+    with _KERNEL_LOCK:
+        sums = kernel.grouped_row_sums(
+            t, p, w, w_step, np.asarray(inverse, dtype=np.intp), n_groups, eps, delta
+        )
+    found = [None if slot is None else sums[:, slot] for slot in slots]
+    return [None if x is None or not np.isfinite(x).all() else x for x in found]
 
 
 def _regression_pass(

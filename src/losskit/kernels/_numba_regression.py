@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 from numba import prange
 
 from losskit.kernels._numba_elementwise import (
@@ -150,3 +151,37 @@ def row_sums(t, p, w, eps, delta):  # type: ignore[no-untyped-def]
         lc += weight * (r_lc / features)
         cos += weight * _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
     return se, ae, ape, sle, hub, lc, cos
+
+
+@entry_point
+def grouped_row_sums(t, p, w, w_step, inverse, n_groups, eps, delta):  # type: ignore[no-untyped-def]
+    """:func:`row_sums` per group: ``out[g, k]`` is the sum of ``w_i loss_i``
+    of term k over the rows i of group ``g = inverse[i]``, added in row
+    order (as ``numpy.bincount`` adds them)."""
+    out = np.zeros((n_groups, 7))
+    features = p.shape[1]
+    for i in range(p.shape[0]):
+        r_se = r_ae = r_ape = r_sle = r_hub = r_lc = 0.0
+        dot = true_norm2 = pred_norm2 = 0.0
+        for j in range(features):
+            x, y = t[i, j], p[i, j]
+            a, b, c, d, e, f = _terms(x, y, eps, delta)
+            r_se += a
+            r_ae += b
+            r_ape += c
+            r_sle += d
+            r_hub += e
+            r_lc += f
+            dot += x * y
+            true_norm2 += x * x
+            pred_norm2 += y * y
+        weight = w[i * w_step]
+        g = inverse[i]
+        out[g, 0] += weight * (r_se / features)
+        out[g, 1] += weight * (r_ae / features)
+        out[g, 2] += weight * (r_ape / features)
+        out[g, 3] += weight * (r_sle / features)
+        out[g, 4] += weight * (r_hub / features)
+        out[g, 5] += weight * (r_lc / features)
+        out[g, 6] += weight * _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
+    return out
