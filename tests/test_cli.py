@@ -532,8 +532,9 @@ def test_core_imports_without_the_cli_dependencies() -> None:
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="needs Linux's /proc")
 def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
-    """Peak resident memory of a run over 4x more rows stays the same (within
-    allocator noise), far below the size of the data."""
+    """Peak resident memory of a run over 16x more rows stays the same
+    (within allocator and thread-stack noise, up to about 7 MB between runs
+    here), far below the growth of the data (60 MB)."""
     script = textwrap.dedent(
         """
         import sys
@@ -547,7 +548,7 @@ def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
         """
     )
     peaks = []
-    for n in (250_000, 1_000_000):
+    for n in (250_000, 4_000_000):
         rng = np.random.default_rng(0)
         path = tmp_path / f"rows{n}.parquet"
         y = rng.normal(size=n)
@@ -559,8 +560,8 @@ def test_memory_does_not_grow_with_the_file(tmp_path: Path) -> None:
             check=True,
         )
         peaks.append(int(result.stdout.split()[-1]))
-    data_growth = 750_000 * 2 * 8  # 12 MB more float64 data
-    assert peaks[1] - peaks[0] < data_growth / 2, peaks
+    data_growth = 3_750_000 * 2 * 8  # 60 MB more float64 data
+    assert peaks[1] - peaks[0] < data_growth / 4, peaks
 
 
 def test_cli_module_files_exist() -> None:
