@@ -510,17 +510,21 @@ def _grouped_regression_pass(
     groups: tuple[np.ndarray, int],
     slots: list[int | None],
 ) -> list[Any]:
-    """Per group: each loss's column of the one-pass kernel's sums, or None
-    where a sum is not finite."""
+    """Per group: each loss's weighted sums from the one-pass kernel's row
+    losses, or None where a sum is not finite."""
     from losskit.kernels import _numba_regression as kernel
 
     inverse, n_groups = groups
     w, w_step, _ = weights
     with _KERNEL_LOCK:
-        sums = kernel.grouped_row_sums(
-            t, p, w, w_step, np.asarray(inverse, dtype=np.intp), n_groups, eps, delta
-        )
-    found = [None if slot is None else sums[:, slot] for slot in slots]
+        values = kernel.row_losses(t, p, eps, delta)
+    weight = w if w_step else w[0]
+    found = [
+        None
+        if slot is None
+        else np.bincount(inverse, weights=values[slot] * weight, minlength=n_groups)
+        for slot in slots
+    ]
     return [None if x is None or not np.isfinite(x).all() else x for x in found]
 
 

@@ -154,13 +154,25 @@ def row_sums(t, p, w, eps, delta):  # type: ignore[no-untyped-def]
 
 
 @entry_point
-def grouped_row_sums(t, p, w, w_step, inverse, n_groups, eps, delta):  # type: ignore[no-untyped-def]
-    """:func:`row_sums` per group: ``out[g, k]`` is the sum of ``w_i loss_i``
-    of term k over the rows i of group ``g = inverse[i]``, added in row
-    order (as ``numpy.bincount`` adds them)."""
-    out = np.zeros((n_groups, 7))
+def row_losses(t, p, eps, delta):  # type: ignore[no-untyped-def]
+    """Each row's loss under each of the seven :data:`TERMS`: ``out[k, i]``
+    (rows of any number of features; the per-group sums are NumPy's
+    ``bincount`` of these, which adds in row order as the reference's do)."""
+    out = np.empty((7, p.shape[0]))
     features = p.shape[1]
-    for i in range(p.shape[0]):
+    if features == 1:  # no inner loop: the loop over rows vectorises
+        for i in prange(p.shape[0]):
+            x, y = t[i, 0], p[i, 0]
+            a, b, c, d, e, f = _terms(x, y, eps, delta)
+            out[0, i] = a
+            out[1, i] = b
+            out[2, i] = c
+            out[3, i] = d
+            out[4, i] = e
+            out[5, i] = f
+            out[6, i] = _cosine_value(x * y, x * x, y * y, y, eps)
+        return out
+    for i in prange(p.shape[0]):
         r_se = r_ae = r_ape = r_sle = r_hub = r_lc = 0.0
         dot = true_norm2 = pred_norm2 = 0.0
         for j in range(features):
@@ -175,13 +187,11 @@ def grouped_row_sums(t, p, w, w_step, inverse, n_groups, eps, delta):  # type: i
             dot += x * y
             true_norm2 += x * x
             pred_norm2 += y * y
-        weight = w[i * w_step]
-        g = inverse[i]
-        out[g, 0] += weight * (r_se / features)
-        out[g, 1] += weight * (r_ae / features)
-        out[g, 2] += weight * (r_ape / features)
-        out[g, 3] += weight * (r_sle / features)
-        out[g, 4] += weight * (r_hub / features)
-        out[g, 5] += weight * (r_lc / features)
-        out[g, 6] += weight * _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
+        out[0, i] = r_se / features
+        out[1, i] = r_ae / features
+        out[2, i] = r_ape / features
+        out[3, i] = r_sle / features
+        out[4, i] = r_hub / features
+        out[5, i] = r_lc / features
+        out[6, i] = _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
     return out
