@@ -455,6 +455,40 @@ def crossover(calls: int) -> None:
             print(f"{name:45} {f'{rows}x100':>10} {ours:8.1f} {theirs:8.1f} {ours / theirs:5.2f}")
 
 
+def _us(value: float) -> str:
+    return f"{value:.2g}" if value < 10 else f"{value:.0f}"
+
+
+def _cell(ours: float | None, theirs: float | None) -> str:
+    if not ours:
+        return "—"
+    return f"{_us(ours)} ({_us(theirs)}, {ours / theirs:.2f}x)" if theirs else _us(ours)
+
+
+def markdown(document: dict[str, Any]) -> str:
+    """The README's training-loop table from a ``--json`` file."""
+    lines = [
+        "| loss | shape | torch f+b (peer, ratio) | f+b, weights | no_grad | "
+        "NumPy (hand-written) | NumPy, weights | JAX eager (jit) | Keras on torch f+b |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, shapes in document["results"].items():
+        for shape, row in shapes.items():
+            g = row.get
+            keras = g("keras_torch_fb")
+            cells = [
+                _cell(g("torch_fb"), g("torch_fb_peer")),
+                _cell(g("torch_fb_w"), g("torch_fb_w_peer")),
+                _cell(g("torch_nograd"), g("torch_nograd_peer")),
+                _cell(g("numpy"), g("numpy_peer")),
+                _cell(g("numpy_w"), g("numpy_w_peer")),
+                _cell(g("jax_eager"), g("jax_jit")),
+                f"{keras:.0f}" if keras else "—",
+            ]
+            lines.append(f"| {name} | {shape.replace('x', ' x ')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     import jax
     import torch
@@ -470,7 +504,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--crossover", action="store_true", help="kernel against torch's fused loss by size"
     )
+    parser.add_argument("--markdown", help="print the README table of this --json file, and stop")
     options = parser.parse_args(argv)
+    if options.markdown:
+        print(markdown(json.loads(Path(options.markdown).read_text())))
+        return 0
     torch.set_num_threads(1)
     if options.crossover:
         crossover(max(options.calls // 10, 5))
