@@ -194,3 +194,40 @@ def test_every_bad_row_of_a_csv_is_counted(
     assert code == 1
     assert "row 1 (line 2): column 'y_true' has a non-numeric value 'x'. 9 more problems: " in err
     assert err.endswith("; 7 more not shown.\n")
+
+
+EDGE_COLUMNS = [
+    np.array([0.5, 0.25, 1.0]),
+    np.array([0.0, 1.0, 0.0]),
+    np.array([-1.0, 1.0, 0.0]),
+    np.array([-0.0, 2.0, 3.0]),
+    np.array([np.nan, 0.5, 0.5]),
+    np.array([np.inf, 0.5, -np.inf]),
+    np.array([1e-300, -1e-300, 5.0]),
+    np.array([1.0 + 2**-52, 0.5, 0.5]),
+]
+
+
+@pytest.mark.parametrize("t", EDGE_COLUMNS)
+@pytest.mark.parametrize("p", EDGE_COLUMNS)
+def test_the_quick_clearance_never_hides_a_violation(t: np.ndarray, p: np.ndarray) -> None:
+    """A check's reductions may only skip the row-by-row look where it would
+    find nothing."""
+    t2, p2 = t.reshape(-1, 1), p.reshape(-1, 1)
+    for checks in domains.CHECKS.values():
+        for check in checks:
+            if check.clear is None:
+                continue
+            with np.errstate(invalid="ignore"):
+                rows = check.rows(t2, p2)
+                if check.clear(t2, p2):
+                    assert not rows.any(), (check.what, t, p)
+
+
+def test_a_finite_batch_whose_sum_overflows_is_still_accepted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.csv"
+    path.write_text("y_true,y_pred\n1e308,1e308\n1e308,1e308\n")
+    assert main(["evaluate", str(path), "--loss", "mae", "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["losses"]["mean_absolute_error"] == 0.0

@@ -60,14 +60,36 @@ def _bad_class_index(t: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Check:
-    """One condition on (y_true, y_pred): per row, whether it is violated."""
+    """One condition on (y_true, y_pred): per row, whether it is violated;
+    ``clear``, where given, proves from a reduction or two (no temporary
+    array) that no row is (False: look row by row)."""
 
     what: str
     rows: Rows
+    clear: Callable[[np.ndarray, np.ndarray], bool] | None = None
 
 
-TARGETS_IN_UNIT = Check("targets outside [0, 1]", lambda t, p: _outside_unit(t))
-PREDICTIONS_IN_UNIT = Check("predictions outside [0, 1]", lambda t, p: _outside_unit(p))
+def _nonnegative(a: np.ndarray) -> bool:
+    return bool(a.size == 0 or np.min(a) >= 0)  # a NaN minimum compares False
+
+
+def _in_unit(a: np.ndarray) -> bool:
+    return bool(a.size == 0 or (np.min(a) >= 0 and np.max(a) <= 1))
+
+
+def _no_zero(a: np.ndarray) -> bool:
+    return bool(a.size == 0 or np.min(a) > 0 or np.max(a) < 0)
+
+
+TARGETS_IN_UNIT = Check(
+    "targets outside [0, 1]", lambda t, p: _outside_unit(t), lambda t, p: _in_unit(t)
+)
+PREDICTIONS_IN_UNIT = Check(
+    "predictions outside [0, 1]", lambda t, p: _outside_unit(p), lambda t, p: _in_unit(p)
+)
+NEGATIVE_PREDICTIONS = Check(
+    "negative predictions", lambda t, p: _negative(p), lambda t, p: _nonnegative(p)
+)
 CLASS_INDICES = Check(
     "targets that are not class indices 0 to k-1, k the width of the predictions",
     _bad_class_index,
@@ -75,33 +97,49 @@ CLASS_INDICES = Check(
 
 CHECKS: dict[str, tuple[Check, ...]] = {
     "real": (),
-    "nonzero_targets": (Check("targets equal to 0, divided by epsilon", lambda t, p: _zero(t)),),
+    "nonzero_targets": (
+        Check(
+            "targets equal to 0, divided by epsilon",
+            lambda t, p: _zero(t),
+            lambda t, p: _no_zero(t),
+        ),
+    ),
     "above_minus_one": (
-        Check("negative targets, clipped to 0", lambda t, p: _negative(t)),
-        Check("negative predictions, clipped to 0", lambda t, p: _negative(p)),
+        Check(
+            "negative targets, clipped to 0",
+            lambda t, p: _negative(t),
+            lambda t, p: _nonnegative(t),
+        ),
+        Check(
+            "negative predictions, clipped to 0",
+            lambda t, p: _negative(p),
+            lambda t, p: _nonnegative(p),
+        ),
     ),
     "signs": (Check("labels other than -1 and 1, or 0 and 1", lambda t, p: _not_sign_labels(t)),),
     "binary_scores": (Check("labels other than 0 and 1", lambda t, p: _not_binary(t)),),
     "one_hot_scores": (TARGETS_IN_UNIT,),
     "distributions": (
-        Check("targets outside [0, 1], clipped", lambda t, p: _outside_unit(t)),
-        Check("predictions outside [0, 1], clipped", lambda t, p: _outside_unit(p)),
+        Check(
+            "targets outside [0, 1], clipped",
+            lambda t, p: _outside_unit(t),
+            lambda t, p: _in_unit(t),
+        ),
+        Check(
+            "predictions outside [0, 1], clipped",
+            lambda t, p: _outside_unit(p),
+            lambda t, p: _in_unit(p),
+        ),
     ),
     "counts": (
-        Check("negative targets", lambda t, p: _negative(t)),
-        Check("negative predictions", lambda t, p: _negative(p)),
+        Check("negative targets", lambda t, p: _negative(t), lambda t, p: _nonnegative(t)),
+        NEGATIVE_PREDICTIONS,
     ),
     "binary_probabilities": (TARGETS_IN_UNIT, PREDICTIONS_IN_UNIT),
     "binary_logits": (TARGETS_IN_UNIT,),
-    "categorical_probabilities": (
-        TARGETS_IN_UNIT,
-        Check("negative predictions", lambda t, p: _negative(p)),
-    ),
+    "categorical_probabilities": (TARGETS_IN_UNIT, NEGATIVE_PREDICTIONS),
     "categorical_logits": (TARGETS_IN_UNIT,),
-    "sparse_probabilities": (
-        CLASS_INDICES,
-        Check("negative predictions", lambda t, p: _negative(p)),
-    ),
+    "sparse_probabilities": (CLASS_INDICES, NEGATIVE_PREDICTIONS),
     "sparse_logits": (CLASS_INDICES,),
     "masks": (TARGETS_IN_UNIT, PREDICTIONS_IN_UNIT),
 }
@@ -117,6 +155,13 @@ def domain_of(loss: Loss) -> str | None:
     if info is None:
         return None
     return info.input_domain(loss.get_config())
+
+
+def _violations(check: Check, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray | None:
+    """Per row, whether ``check`` is violated; None where none is."""
+    if check.clear is not None and check.clear(y_true, y_pred):
+        return None
+    return check.rows(y_true, y_pred)
 
 
 class DomainChecks:
@@ -140,16 +185,17 @@ class DomainChecks:
         """Count a batch (rows on axis 0; NaN compares as inside)."""
         if not self.domains or y_true.shape[0] == 0:
             return
-        seen: dict[int, np.ndarray] = {}  # one evaluation of each check a batch
+        seen: dict[int, np.ndarray | None] = {}  # one evaluation of each check a batch
         with np.errstate(invalid="ignore"):
             for name, domain in self.domains.items():
                 union = np.zeros(y_true.shape[0], dtype=bool)
                 for check in CHECKS[domain]:
-                    bad = seen.get(id(check))
-                    if bad is None:
-                        bad = seen[id(check)] = check.rows(y_true, y_pred)
-                    self.by_check[name][check.what] += int(np.count_nonzero(bad))
-                    union |= bad
+                    if id(check) not in seen:
+                        seen[id(check)] = _violations(check, y_true, y_pred)
+                    bad = seen[id(check)]
+                    if bad is not None:
+                        self.by_check[name][check.what] += int(np.count_nonzero(bad))
+                        union |= bad
                 self.rows[name] += int(np.count_nonzero(union))
 
     def merge(self, other: DomainChecks) -> DomainChecks:

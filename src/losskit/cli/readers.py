@@ -807,9 +807,23 @@ def _stack(
     return np.stack(parts, axis=1)
 
 
+def _surely_finite(array: np.ndarray) -> bool:
+    """True only if every entry is finite, from one sum (a SIMD reduction,
+    no temporary array): a NaN or an infinity makes the sum NaN or infinite.
+    False can also mean a sum that overflowed; the caller then looks closer."""
+    if array.dtype.kind in "iub":
+        return True
+    if array.dtype.kind != "f" or (array.ndim == 2 and array.shape[1] == 0):
+        return False
+    with np.errstate(over="ignore", invalid="ignore"):
+        return math.isfinite(float(np.sum(array)))
+
+
 def _apply_nan_policy(
     batch: Batch, columns: ColumnSpec, arrays: dict[str, np.ndarray], nan_policy: str
 ) -> Batch:
+    if all(_surely_finite(array) for array in arrays.values()):
+        return batch
     finite = np.ones(batch.rows, dtype=bool)
     for array in arrays.values():
         ok = np.isfinite(array)
