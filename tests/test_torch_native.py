@@ -285,3 +285,37 @@ def test_cuda_tensors_are_lowered_on_their_device(case: Case) -> None:
     assert on_device.device.type == "cuda"
     with losskit.prefer_backend("reference"):
         torch.testing.assert_close(on_device.cpu(), loss(t, p, torch.ones(SHAPE[0])))
+
+
+@pytest.mark.parametrize("numpy_targets", [False, True])
+def test_torch_loss_before_the_kernels_below_the_crossover(
+    numpy_targets: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """MSE on CPU tensors below the crossover goes to torch's own loss first;
+    a call torch's loss does not take (NumPy targets) still gets the kernels."""
+    from losskit import kernels
+
+    calls: list[bool] = []
+    original = kernels.fused_call
+
+    def counting(*args: Any) -> Any:
+        result = original(*args)
+        calls.append(result is not None)
+        return result
+
+    monkeypatch.setattr(kernels, "fused_call", counting)
+    rng = np.random.default_rng(0)
+    y_true = rng.normal(size=(512, 64)).astype("float32")
+    y_pred = torch.tensor(rng.normal(size=(512, 64)).astype("float32"), requires_grad=True)
+    loss = losskit.MeanSquaredError()
+    assert _torch_native.takes_first(loss, y_pred)
+    value = loss(y_true if numpy_targets else torch.as_tensor(y_true), y_pred)
+    value.backward()
+    if numpy_targets and kernels.available():
+        assert calls == [True]
+    else:
+        assert not any(calls)
+    expected = torch.mean((y_pred.detach() - torch.as_tensor(y_true)) ** 2)
+    torch.testing.assert_close(value.detach(), expected)
+    big = torch.zeros((1 << 18) // 64, 64)
+    assert not _torch_native.takes_first(loss, big)

@@ -152,13 +152,18 @@ class Loss:
         if isinstance(self, _BuiltinLoss):
             if _eager_jax_call(y_true, y_pred, sample_weight, mask):
                 return _compiled_for_jax(self)(y_true, y_pred, sample_weight, mask)
-            if not _torch_native.takes_first(self, y_pred):
-                fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
-                if fused is not None:
-                    return fused
-            native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
-            if native is not None:
-                return native
+            native_first = _torch_native.takes_first(self, y_pred)
+            if native_first:
+                native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
+                if native is not None:
+                    return native
+            fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
+            if fused is not None:
+                return fused
+            if not native_first:
+                native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
+                if native is not None:
+                    return native
         return self._reference_call(y_true, y_pred, sample_weight, mask)
 
     def _reference_call(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Array:
