@@ -445,8 +445,23 @@ def _numpy_sum(x: Any, axis: int, count: int) -> Any:
     """Sums over ``axis``; short last-axis rows as a product with ones (BLAS),
     which costs a quarter of NumPy's reduction over many short rows."""
     if count <= 4096 and axis in (-1, x.ndim - 1):
-        return x @ _np.ones(count, dtype=x.dtype)
+        return x @ _ones(count, x.dtype)
     return _np.add.reduce(x, axis=axis)
+
+
+_ONES: dict[tuple[int, Any], Any] = {}
+
+
+def _ones(count: int, dtype: Any) -> Any:
+    """A read-only vector of ``count`` ones, kept per length and dtype (a new
+    one per call cost a tenth of a small loss call)."""
+    key = (count, dtype)
+    ones = _ONES.get(key)
+    if ones is None:
+        ones = _np.ones(count, dtype=dtype)
+        ones.flags.writeable = False
+        _ONES[key] = ones
+    return ones
 
 
 def total(

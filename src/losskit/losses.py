@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 import numpy as _np
 
-from losskit import _array, _config, _torch_native, functional, kernels
+from losskit import _array, _config, _numpy_fast, _torch_native, functional, kernels
 from losskit._array import Array
 from losskit.functional import probabilistic, regression, segmentation
 from losskit.functional.metric_learning import check_gamma, check_margin, circle_unchecked
@@ -160,6 +160,9 @@ class Loss:
             fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
             if fused is not None:
                 return fused
+            plain = _numpy_fast.fast_call(self, y_true, y_pred, sample_weight, mask)
+            if plain is not None:
+                return plain
             if not native_first:
                 native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
                 if native is not None:

@@ -69,6 +69,12 @@ def poisson(y_true: Any, y_pred: Any) -> Array:
     array([1.5], dtype=float32)
     """
     xp, y_true, y_pred = _same_shape_pair(y_true, y_pred, "poisson")
+    return poisson_values(xp, y_true, y_pred)
+
+
+def poisson_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`poisson`'s math on checked arrays (same shape and dtype, in
+    ``xp``); the fast path for plain NumPy arrays calls it too."""
     return _array.mean(xp, y_pred - y_true * xp.log(y_pred + _config.epsilon()))
 
 

@@ -48,6 +48,12 @@ def mean_squared_error(y_true: Any, y_pred: Any) -> Array:
     array([0.5, 0.5], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_squared_error")
+    return squared_error_values(xp, y_true, y_pred)
+
+
+def squared_error_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`mean_squared_error`'s math on checked arrays (same shape and
+    dtype, in ``xp``); the fast path for plain NumPy arrays calls it too."""
     return _array.mean(xp, xp.square(y_true - y_pred))
 
 
@@ -62,6 +68,11 @@ def mean_absolute_error(y_true: Any, y_pred: Any) -> Array:
     array([0.5, 0.5], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_absolute_error")
+    return absolute_error_values(xp, y_true, y_pred)
+
+
+def absolute_error_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`mean_absolute_error`'s math on checked arrays."""
     return _array.mean(xp, xp.abs(y_true - y_pred))
 
 
@@ -78,6 +89,11 @@ def mean_absolute_percentage_error(y_true: Any, y_pred: Any) -> Array:
     array([37.5], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_absolute_percentage_error")
+    return absolute_percentage_error_values(xp, y_true, y_pred)
+
+
+def absolute_percentage_error_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`mean_absolute_percentage_error`'s math on checked arrays."""
     scale = _array.maximum(xp, xp.abs(y_true), _config.epsilon())
     return 100.0 * _array.mean(xp, xp.abs((y_true - y_pred) / scale))
 
@@ -94,6 +110,11 @@ def mean_squared_logarithmic_error(y_true: Any, y_pred: Any) -> Array:
     array([0.24022...], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "mean_squared_logarithmic_error")
+    return squared_logarithmic_error_values(xp, y_true, y_pred)
+
+
+def squared_logarithmic_error_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`mean_squared_logarithmic_error`'s math on checked arrays."""
     eps = _config.epsilon()
     log_pred = xp.log(_array.maximum(xp, y_pred, eps) + 1.0)
     log_true = xp.log(_array.maximum(xp, y_true, eps) + 1.0)
@@ -172,8 +193,13 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
 @_array.returns_array
 def huber_unchecked(y_true: Any, y_pred: Any, delta: float) -> Array:
     """:func:`huber` with ``delta`` already validated (the class checks it once)."""
-    delta = float(delta)
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "huber")
+    return huber_values(xp, y_true, y_pred, float(delta))
+
+
+def huber_values(xp: Namespace, y_true: Array, y_pred: Array, delta: float) -> Array:
+    """:func:`huber`'s math on checked arrays (``delta``: checked)."""
+    delta = float(delta)
     abs_error = xp.abs(y_pred - y_true)
     quadratic_part = _array.minimum(xp, abs_error, delta)
     return _array.mean(xp, 0.5 * xp.square(quadratic_part) + delta * (abs_error - quadratic_part))
@@ -192,6 +218,11 @@ def log_cosh(y_true: Any, y_pred: Any) -> Array:
     array([0.2168904, 0.       ], dtype=float32)
     """
     xp, y_true, y_pred = aligned_pair(y_true, y_pred, "log_cosh")
+    return log_cosh_values(xp, y_true, y_pred)
+
+
+def log_cosh_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
+    """:func:`log_cosh`'s math on checked arrays."""
     error = y_pred - y_true
     return _array.mean(xp, error + softplus(xp, -2.0 * error) - math.log(2.0))
 
