@@ -150,24 +150,34 @@ class Loss:
         if "keras" in sys.modules:
             _check_keras_caller(self)
         if isinstance(self, _BuiltinLoss):
-            if _eager_jax_call(y_true, y_pred, sample_weight, mask):
-                return _compiled_for_jax(self)(y_true, y_pred, sample_weight, mask)
-            native_first = _torch_native.takes_first(self, y_pred)
-            if native_first:
-                native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
-                if native is not None:
-                    return native
-            fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
-            if fused is not None:
-                return fused
-            plain = _numpy_fast.fast_call(self, y_true, y_pred, sample_weight, mask)
-            if plain is not None:
-                return plain
-            if not native_first:
-                native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
-                if native is not None:
-                    return native
+            fast = self._fast_call(y_true, y_pred, sample_weight, mask)
+            if fast is not None:
+                return fast
         return self._reference_call(y_true, y_pred, sample_weight, mask)
+
+    def _fast_call(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
+        """The loss from the first fast path that takes the call, or None:
+        a small NumPy call straight to the reference's math; an eager JAX
+        call as one cached jit; on torch CPU, torch's own fused loss first
+        where it wins (see :func:`losskit._torch_native.takes_first`); the
+        fused kernels; then the NumPy fast path or the torch lowering."""
+        if type(y_pred) is _np.ndarray and y_pred.size < kernels.MIN_ELEMENTS:
+            return _numpy_fast.fast_call(self, y_true, y_pred, sample_weight, mask)
+        if _eager_jax_call(y_true, y_pred, sample_weight, mask):
+            return _compiled_for_jax(self)(y_true, y_pred, sample_weight, mask)
+        native_first = _torch_native.takes_first(self, y_pred)
+        if native_first:
+            native = _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
+            if native is not None:
+                return native
+        fused = kernels.fused_call(self, y_true, y_pred, sample_weight, mask)
+        if fused is not None:
+            return fused
+        if type(y_pred) is _np.ndarray:
+            return _numpy_fast.fast_call(self, y_true, y_pred, sample_weight, mask)
+        if native_first:
+            return None
+        return _torch_native.native_call(self, y_true, y_pred, sample_weight, mask)
 
     def _reference_call(self, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Array:
         """:meth:`__call__` through the array-API reference implementation."""
