@@ -39,6 +39,7 @@ def test_the_expected_losses_take_the_fast_path() -> None:
         "Huber",
         "LogCosh",
         "Poisson",
+        "Dice",
     }
 
 

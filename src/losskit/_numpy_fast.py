@@ -12,7 +12,7 @@ bit for bit, warnings included.
 Eligible: ``y_true`` and ``y_pred`` both exactly ``numpy.ndarray``, of the
 same shape, rank >= 2, non-empty, and the loss's dtype (float32 or float64);
 no mask and no weights; the backend preference ``"fast"``; a loss class of
-the table below (the elementwise regression losses and Poisson).  Anything
+the table below (the elementwise regression losses, Poisson and Dice).  Anything
 else returns None and the reference runs, with its checks and messages.
 """
 
@@ -52,6 +52,14 @@ def fast_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any
     return reduce_values(np, values, None, loss.reduction)
 
 
+def _dice(xp: Any, y_true: Any, y_pred: Any, axis: Any) -> Any:
+    from losskit import _array
+    from losskit.functional import segmentation
+
+    axes = _array.normalize_axes(axis, y_pred.ndim)
+    return _array.as_ndarray(segmentation.dice_values(xp, y_true, y_pred, axes))
+
+
 def _register() -> dict[type, tuple[Callable[..., Any], tuple[str, ...]]]:
     from losskit import losses
     from losskit.functional import probabilistic, regression
@@ -71,6 +79,7 @@ def _register() -> dict[type, tuple[Callable[..., Any], tuple[str, ...]]]:
             losses.Huber: (regression.huber_values, ("delta",)),
             losses.LogCosh: (regression.log_cosh_values, ()),
             losses.Poisson: (probabilistic.poisson_values, ()),
+            losses.Dice: (_dice, ("axis",)),
         }
     )
     return _TABLE

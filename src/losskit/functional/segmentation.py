@@ -42,6 +42,13 @@ def dice(y_true: Any, y_pred: Any, axis: Axis = None) -> Array:
     array(0.6164384, dtype=float32)
     """
     xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "dice")
+    return dice_values(xp, y_true, y_pred, axes)
+
+
+def dice_values(xp: Namespace, y_true: Array, y_pred: Array, axes: tuple[int, ...] | None) -> Array:
+    """:func:`dice`'s math on checked arrays (same shape and dtype, in
+    ``xp``) over normalised ``axes``; the fast path for plain NumPy arrays
+    calls it too."""
     return dice_from_sums(
         _array.total(xp, y_true * y_pred, axis=axes),
         _array.total(xp, y_true, axis=axes),
