@@ -1,7 +1,8 @@
 """The NumPy fast path (:mod:`losskit._numpy_fast`) gives the reference's
 result bit for bit: it runs the reference's own math and reduction, without
-the conversions.  Random and edge values, float32 and float64, every
-reduction; and the calls it must leave to the reference."""
+the conversions (sparse crossentropy: the same pick by another route).
+Random and edge values (as labels too: NaN, inf, huge, negative), float32
+and float64, every reduction; and the calls it must leave to the reference."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ def test_the_expected_losses_take_the_fast_path() -> None:
         "LogCosh",
         "Poisson",
         "Dice",
+        "SparseCategoricalCrossentropy",
     }
 
 
@@ -77,13 +79,14 @@ def test_fast_path_is_the_reference_bit_for_bit(
         return result
 
     monkeypatch.setattr(_numpy_fast, "fast_call", spy)
+    sparse = case.loss == "SparseCategoricalCrossentropy"
     for seed, shape in enumerate(SHAPES):
         t, p = inputs(case, shape, edge, dtype, seed)
         for reduction in REDUCTIONS:
             loss = case.losskit_loss(reduction=reduction, dtype=dtype)
             used.clear()
             fast, fast_warnings = call(loss, t, p, "fast")
-            assert used == [True]
+            assert used == [not sparse or len(shape) == 2]
             reference, reference_warnings = call(loss, t, p, "reference")
             assert type(fast) is type(reference)
             assert fast.dtype == reference.dtype
@@ -139,3 +142,27 @@ def test_epsilon_is_read_at_call_time() -> None:
         assert float(loss(t, p)) == pytest.approx(100.0 / 1e-3)
     finally:
         losskit.set_epsilon(before)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize("label_dtype", ["int64", "int32", "uint8", "float32", "float64"])
+def test_sparse_labels_of_every_kind_are_the_references(
+    from_logits: bool, label_dtype: str
+) -> None:
+    rng = np.random.default_rng(3)
+    p = rng.random((9, 5)).astype("float32")
+    p[2, 1] = np.nan
+    labels = np.array([0, 4, 1, 5, -1, 2**31 - 1, 2**32 + 1, 2**24 + 1, 3])
+    if label_dtype == "uint8":
+        labels = np.abs(labels) % 256
+    elif label_dtype.startswith("float"):
+        labels = labels + 0.5
+    t = labels.astype(label_dtype)
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=from_logits, reduction=None)
+    with np.errstate(invalid="ignore"):  # labels beyond int32 (warned below)
+        assert _numpy_fast.fast_call(loss, t, p, None, None) is not None
+    fast, fast_warnings = call(loss, t, p, "fast")
+    reference, reference_warnings = call(loss, t, p, "reference")
+    np.testing.assert_array_equal(fast, reference)
+    np.testing.assert_array_equal(np.signbit(fast), np.signbit(reference))
+    assert fast_warnings == reference_warnings

@@ -12,7 +12,11 @@ bit for bit, warnings included.
 Eligible: ``y_true`` and ``y_pred`` both exactly ``numpy.ndarray``, of the
 same shape, rank >= 2, non-empty, and the loss's dtype (float32 or float64);
 no mask and no weights; the backend preference ``"fast"``; a loss class of
-the table below (the elementwise regression losses, Poisson and Dice).  Anything
+the table below (the elementwise regression losses, Poisson and Dice).
+Sparse categorical crossentropy (one numeric label per row of a (rows,
+classes) ``y_pred``, no ``ignore_class``) picks the log-probability with
+``take_along_axis`` where the reference sums a one-hot mask: the same
+number (see :func:`_sparse`).  Anything
 else returns None and the reference runs, with its checks and messages.
 """
 
@@ -41,15 +45,47 @@ def fast_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any
     found = (_TABLE or _register()).get(type(loss))
     if found is None:
         return None
-    dtype = y_pred.dtype
-    if dtype.name != loss._dtype or y_true.dtype != dtype or y_true.shape != y_pred.shape:
+    if y_pred.dtype.name != loss._dtype or y_pred.ndim < 2 or y_pred.size == 0:
         return None
-    if y_pred.ndim < 2 or y_pred.size == 0 or _config.backend_preference() != "fast":
+    if _config.backend_preference() != "fast":
         return None
     values_of, names = found
     arguments = loss._fn_kwargs
-    values = values_of(np, y_true, y_pred, *(arguments[name] for name in names))
+    if values_of is _sparse:
+        values = _sparse(y_true, y_pred, **arguments)
+        if values is None:
+            return None
+    elif y_true.dtype != y_pred.dtype or y_true.shape != y_pred.shape:
+        return None
+    else:
+        values = values_of(np, y_true, y_pred, *(arguments[name] for name in names))
     return reduce_values(np, values, None, loss.reduction)
+
+
+def _sparse(
+    y_true: np.ndarray, y_pred: np.ndarray, from_logits: bool, ignore_class: Any, axis: int
+) -> np.ndarray | None:
+    """Sparse categorical crossentropy of (rows, classes) predictions and
+    one label per row, or None for other calls.
+
+    The reference picks each row's log-probability with a one-hot mask and a
+    sum over the classes (Keras's formulation); ``take_along_axis`` picks the
+    same number (the other terms of that sum are zeros, so it is exact), and
+    a label outside ``[0, classes)`` gives -0.0, the negated empty sum.  The
+    labels go through the reference's conversions: to the loss's dtype (as
+    every ``y_true``), then to int32."""
+    if ignore_class is not None or axis not in (-1, 1) or y_pred.ndim != 2:
+        return None
+    if y_true.dtype.kind not in "iuf" or y_true.shape != y_pred.shape[:1]:
+        return None
+    from losskit.functional import probabilistic
+
+    labels = y_true.astype(y_pred.dtype).astype(np.int32)
+    classes = y_pred.shape[1]
+    valid = (labels >= 0) & (labels < classes)
+    log_prob = probabilistic.log_probabilities(np, y_pred, from_logits, 1)
+    picked = np.take_along_axis(log_prob, np.where(valid, labels, 0)[:, None], axis=1)[:, 0]
+    return np.where(valid, -picked, -0.0)
 
 
 def _dice(xp: Any, y_true: Any, y_pred: Any, axis: Any) -> Any:
@@ -80,6 +116,7 @@ def _register() -> dict[type, tuple[Callable[..., Any], tuple[str, ...]]]:
             losses.LogCosh: (regression.log_cosh_values, ()),
             losses.Poisson: (probabilistic.poisson_values, ()),
             losses.Dice: (_dice, ("axis",)),
+            losses.SparseCategoricalCrossentropy: (_sparse, ()),
         }
     )
     return _TABLE
