@@ -14,9 +14,9 @@ same shape, rank >= 2, non-empty, and the loss's dtype (float32 or float64);
 no mask and no weights; the backend preference ``"fast"``; a loss class of
 the table below (the elementwise regression losses, Poisson and Dice).
 Sparse categorical crossentropy (one numeric label per row of a (rows,
-classes) ``y_pred``, no ``ignore_class``) picks the log-probability with
-``take_along_axis`` where the reference sums a one-hot mask: the same
-number (see :func:`_sparse`).  Anything
+classes) ``y_pred``, no ``ignore_class``) picks the log-probability by
+indexing where the reference sums a one-hot mask: the same number (see
+:func:`_sparse`).  Anything
 else returns None and the reference runs, with its checks and messages.
 """
 
@@ -69,8 +69,8 @@ def _sparse(
     one label per row, or None for other calls.
 
     The reference picks each row's log-probability with a one-hot mask and a
-    sum over the classes (Keras's formulation); ``take_along_axis`` picks the
-    same number (the other terms of that sum are zeros, so it is exact), and
+    sum over the classes (Keras's formulation); indexing picks the same
+    number (the other terms of that sum are zeros, so it is exact), and
     a label outside ``[0, classes)`` gives -0.0, the negated empty sum.  The
     labels go through the reference's conversions: to the loss's dtype (as
     every ``y_true``), then to int32."""
@@ -81,10 +81,9 @@ def _sparse(
     from losskit.functional import probabilistic
 
     labels = y_true.astype(y_pred.dtype).astype(np.int32)
-    classes = y_pred.shape[1]
-    valid = (labels >= 0) & (labels < classes)
+    valid = labels.view(np.uint32) < y_pred.shape[1]  # negative labels wrap to >= 2**31
     log_prob = probabilistic.log_probabilities(np, y_pred, from_logits, 1)
-    picked = np.take_along_axis(log_prob, np.where(valid, labels, 0)[:, None], axis=1)[:, 0]
+    picked = log_prob[np.arange(labels.shape[0]), np.where(valid, labels, 0)]
     return np.where(valid, -picked, -0.0)
 
 
