@@ -6,6 +6,7 @@ and float64, every reduction; and the calls it must leave to the reference."""
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from typing import Any
 
@@ -57,11 +58,37 @@ def inputs(case: Case, shape: tuple[int, ...], edge: str | None, dtype: str, see
         return y_true.astype(dtype), y_pred.astype(dtype)
 
 
-def call(loss: losskit.Loss, t: np.ndarray, p: np.ndarray, preference: str) -> Any:
+def call(
+    loss: losskit.Loss, t: np.ndarray, p: np.ndarray, preference: str, weight: Any = None
+) -> Any:
+    """The value (or the error) and the warnings of one call."""
     with losskit.prefer_backend(preference), warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        value = loss(t, p)
+        try:
+            value = loss(t, p, weight)
+        except (ValueError, TypeError) as error:
+            value = error
     return value, sorted(str(w.message) for w in caught)
+
+
+def weights(kind: str, shape: tuple[int, ...], seed: int) -> Any:
+    rng = np.random.default_rng(seed)
+    if kind == "none":
+        return None
+    if kind == "scalar":
+        return 0.75
+    if kind == "zero_d":
+        return np.asarray(0.5)
+    if kind == "all_zero":
+        return np.zeros(shape[:-1])
+    if kind == "column":
+        return rng.uniform(0.0, 2.0, (*shape[:-1], 1))
+    if kind == "wrong":
+        return np.ones(shape[0] + 1)
+    return rng.uniform(0.0, 2.0, shape[:-1])
+
+
+WEIGHT_KINDS = ("none", "per_sample", "column", "scalar", "zero_d", "all_zero", "wrong")
 
 
 @pytest.mark.parametrize("case", FAST, ids=lambda c: c.id)
@@ -74,7 +101,11 @@ def test_fast_path_is_the_reference_bit_for_bit(
     original = _numpy_fast.fast_call
 
     def spy(*args: Any) -> Any:
-        result = original(*args)
+        try:
+            result = original(*args)
+        except (ValueError, TypeError):
+            used.append(True)  # it took the call, and raised the reference's error
+            raise
         used.append(result is not None)
         return result
 
@@ -82,16 +113,21 @@ def test_fast_path_is_the_reference_bit_for_bit(
     sparse = case.loss == "SparseCategoricalCrossentropy"
     for seed, shape in enumerate(SHAPES):
         t, p = inputs(case, shape, edge, dtype, seed)
-        for reduction in REDUCTIONS:
+        for reduction, kind in itertools.product(REDUCTIONS, WEIGHT_KINDS):
             loss = case.losskit_loss(reduction=reduction, dtype=dtype)
+            weight = weights(kind, shape, seed)
             used.clear()
-            fast, fast_warnings = call(loss, t, p, "fast")
+            fast, fast_warnings = call(loss, t, p, "fast", weight)
             assert used == [not sparse or len(shape) == 2]
-            reference, reference_warnings = call(loss, t, p, "reference")
+            reference, reference_warnings = call(loss, t, p, "reference", weight)
             assert type(fast) is type(reference)
+            where = f"{reduction}, {kind}, {shape}"
+            if isinstance(reference, Exception):
+                assert str(fast) == str(reference), where
+                continue
             assert fast.dtype == reference.dtype
-            np.testing.assert_array_equal(fast, reference, err_msg=f"{reduction}, {shape}")
-            assert fast_warnings == reference_warnings
+            np.testing.assert_array_equal(fast, reference, err_msg=where)
+            assert fast_warnings == reference_warnings, where
 
 
 class Subclass(np.ndarray):
@@ -101,7 +137,6 @@ class Subclass(np.ndarray):
 @pytest.mark.parametrize(
     "make",
     [
-        lambda t, p: (t, p, np.ones(t.shape[0]), None),  # weights
         lambda t, p: (t, p, None, np.ones(t.shape[0], dtype=bool)),  # a mask
         lambda t, p: (t.astype("float64"), p, None, None),  # mixed dtypes
         lambda t, p: (t.tolist(), p, None, None),  # a list

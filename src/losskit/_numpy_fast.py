@@ -6,18 +6,20 @@ weighting step), not in arithmetic: about 8 µs for MSE on (32, 10), where
 ``np.mean((p - t) ** 2)`` takes 4.  For the inputs that need none of those
 layers, this module calls the reference's own math (the ``*_values``
 functions of :mod:`losskit.functional`) and its own reduction
-(:func:`losskit.reduction.reduce_values`), so the result is the reference's,
-bit for bit, warnings included.
+(:func:`losskit.reduction.reduce_values`, or with weights
+:func:`~losskit.reduction.reduce_weighted_values`, which checks and applies
+them), so the result is the reference's, bit for bit, warnings and errors
+included.
 
 Eligible: ``y_true`` and ``y_pred`` both exactly ``numpy.ndarray``, of the
 same shape, rank >= 2, non-empty, and the loss's dtype (float32 or float64);
-no mask and no weights; the backend preference ``"fast"``; a loss class of
+any weights, no mask; the backend preference ``"fast"``; a loss class of
 the table below (the elementwise regression losses, Poisson and Dice).
 Sparse categorical crossentropy (one numeric label per row of a (rows,
 classes) ``y_pred``, no ``ignore_class``) picks the log-probability by
 indexing where the reference sums a one-hot mask: the same number (see
-:func:`_sparse`).  Anything
-else returns None and the reference runs, with its checks and messages.
+:func:`_sparse`).  Anything else returns None and the reference runs,
+with its checks and messages.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from losskit import _config
-from losskit.reduction import reduce_values
+from losskit.reduction import reduce_values, reduce_weighted_values
 
 __all__ = ["fast_call"]
 
@@ -40,7 +42,7 @@ def fast_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any
     """The loss of an eligible call (see the module docstring), else None."""
     if type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray:
         return None
-    if sample_weight is not None or mask is not None:
+    if mask is not None:
         return None
     found = (_TABLE or _register()).get(type(loss))
     if found is None:
@@ -59,7 +61,10 @@ def fast_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any
         return None
     else:
         values = values_of(np, y_true, y_pred, *(arguments[name] for name in names))
-    return reduce_values(np, values, None, loss.reduction)
+    if sample_weight is None:
+        return reduce_values(np, values, None, loss.reduction)
+    # The reference's weighting step itself: its checks, messages and result.
+    return reduce_weighted_values(values, sample_weight, None, loss.reduction, y_pred.dtype)
 
 
 def _sparse(
