@@ -121,35 +121,51 @@ def blocked_weighted_sums(t, p, w, eps, delta):  # type: ignore[no-untyped-def]
     return _blocked(t, p, w, eps, delta, _weighted)
 
 
+@inlined
+def _row(t, p, i, eps, delta):  # type: ignore[no-untyped-def]
+    """Row ``i``'s loss under each of the seven :data:`TERMS` (the six
+    elementwise terms averaged over its features, then cosine similarity)."""
+    features = p.shape[1]
+    r_se = r_ae = r_ape = r_sle = r_hub = r_lc = 0.0
+    dot = true_norm2 = pred_norm2 = 0.0
+    for j in range(features):
+        x, y = t[i, j], p[i, j]
+        a, b, c, d, e, f = _terms(x, y, eps, delta)
+        r_se += a
+        r_ae += b
+        r_ape += c
+        r_sle += d
+        r_hub += e
+        r_lc += f
+        dot += x * y
+        true_norm2 += x * x
+        pred_norm2 += y * y
+    return (
+        r_se / features,
+        r_ae / features,
+        r_ape / features,
+        r_sle / features,
+        r_hub / features,
+        r_lc / features,
+        _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps),
+    )
+
+
 @entry_point
 def row_sums(t, p, w, eps, delta):  # type: ignore[no-untyped-def]
     """``sum_i w_i loss_i`` of each of the seven :data:`TERMS` over rows of
     any number of features, ``w``: one weight per row."""
     se = ae = ape = sle = hub = lc = cos = 0.0
-    features = p.shape[1]
     for i in prange(p.shape[0]):
-        r_se = r_ae = r_ape = r_sle = r_hub = r_lc = 0.0
-        dot = true_norm2 = pred_norm2 = 0.0
-        for j in range(features):
-            x, y = t[i, j], p[i, j]
-            a, b, c, d, e, f = _terms(x, y, eps, delta)
-            r_se += a
-            r_ae += b
-            r_ape += c
-            r_sle += d
-            r_hub += e
-            r_lc += f
-            dot += x * y
-            true_norm2 += x * x
-            pred_norm2 += y * y
+        a, b, c, d, e, f, g = _row(t, p, i, eps, delta)
         weight = w[i]
-        se += weight * (r_se / features)
-        ae += weight * (r_ae / features)
-        ape += weight * (r_ape / features)
-        sle += weight * (r_sle / features)
-        hub += weight * (r_hub / features)
-        lc += weight * (r_lc / features)
-        cos += weight * _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
+        se += weight * a
+        ae += weight * b
+        ape += weight * c
+        sle += weight * d
+        hub += weight * e
+        lc += weight * f
+        cos += weight * g
     return se, ae, ape, sle, hub, lc, cos
 
 
@@ -159,8 +175,7 @@ def row_losses(t, p, eps, delta):  # type: ignore[no-untyped-def]
     (rows of any number of features; the per-group sums are NumPy's
     ``bincount`` of these, which adds in row order as the reference's do)."""
     out = np.empty((7, p.shape[0]))
-    features = p.shape[1]
-    if features == 1:  # no inner loop: the loop over rows vectorises
+    if p.shape[1] == 1:  # no inner loop: the loop over rows vectorises
         for i in prange(p.shape[0]):
             x, y = t[i, 0], p[i, 0]
             a, b, c, d, e, f = _terms(x, y, eps, delta)
@@ -173,25 +188,12 @@ def row_losses(t, p, eps, delta):  # type: ignore[no-untyped-def]
             out[6, i] = _cosine_value(x * y, x * x, y * y, y, eps)
         return out
     for i in prange(p.shape[0]):
-        r_se = r_ae = r_ape = r_sle = r_hub = r_lc = 0.0
-        dot = true_norm2 = pred_norm2 = 0.0
-        for j in range(features):
-            x, y = t[i, j], p[i, j]
-            a, b, c, d, e, f = _terms(x, y, eps, delta)
-            r_se += a
-            r_ae += b
-            r_ape += c
-            r_sle += d
-            r_hub += e
-            r_lc += f
-            dot += x * y
-            true_norm2 += x * x
-            pred_norm2 += y * y
-        out[0, i] = r_se / features
-        out[1, i] = r_ae / features
-        out[2, i] = r_ape / features
-        out[3, i] = r_sle / features
-        out[4, i] = r_hub / features
-        out[5, i] = r_lc / features
-        out[6, i] = _cosine_value(dot, true_norm2, pred_norm2, p[i, 0], eps)
+        a, b, c, d, e, f, g = _row(t, p, i, eps, delta)
+        out[0, i] = a
+        out[1, i] = b
+        out[2, i] = c
+        out[3, i] = d
+        out[4, i] = e
+        out[5, i] = f
+        out[6, i] = g
     return out
