@@ -899,10 +899,8 @@ class _Accumulation:
         summing = [kernel._summing for kernel in self._kernels]
         if sum(loss is not None for loss in summing) < _ONE_PASS_MIN_LOSSES:
             return None
-        from losskit import kernels
+        from losskit import kernels  # (it declines batches without Numba, or too small)
 
-        if not kernels.available() or _batch_size(y_pred) == 0:
-            return None
         return kernels.regression_sums(summing, y_true, y_pred, sample_weight, grouping)
 
     def _merge(self, other: _Accumulation) -> None:

@@ -481,16 +481,13 @@ def regression_sums(
         return None
     if y_pred.ndim != 2 or y_true.shape != y_pred.shape or y_pred.size < MIN_ELEMENTS:
         return None
-    slots = _regression_slots(losses, dtype.name)
+    slots, constants = _regression_slots(losses, dtype.name)
     if sum(slot is not None for slot in slots) < 2:
         return None
     weights = _weights(sample_weight, y_pred.shape[:1], dtype)
     if weights is None:
         return None
-    constants = {"epsilon": _config.epsilon(), "delta": 1.0}
-    for loss, slot in zip(losses, slots, strict=True):
-        if slot is not None:
-            constants.update(_plan(loss, 2).binding.constants)  # type: ignore[union-attr]
+    constants = {"epsilon": _config.epsilon(), "delta": 1.0, **constants}
     eps, delta = dtype.type(constants["epsilon"]), dtype.type(constants["delta"])
     t, p = np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred)
     if groups is not None:
@@ -562,9 +559,12 @@ def _block_bounds(size: int) -> list[tuple[int, int]]:
     return [(0, full)] * bool(full) + [(full, size)] * bool(size > full)
 
 
-def _regression_slots(losses: Sequence[Any | None], dtype: str) -> list[int | None]:
+def _regression_slots(
+    losses: Sequence[Any | None], dtype: str
+) -> tuple[list[int | None], dict[str, float]]:
     """Each loss's slot in the one-pass kernel, or None: each slot once, and
-    every constant (epsilon, delta) the same across the losses that share it."""
+    every constant (epsilon, delta) the same across the losses that share it;
+    and those constants."""
     slots: list[int | None] = []
     taken: set[int] = set()
     constants: dict[str, float] = {}
@@ -587,7 +587,7 @@ def _regression_slots(losses: Sequence[Any | None], dtype: str) -> list[int | No
             continue
         taken.add(slot)
         slots.append(slot)
-    return slots
+    return slots, constants
 
 
 def _reference_of(loss: Any, y_true: Any, sample_weight: Any) -> Callable[[Any], Any]:
