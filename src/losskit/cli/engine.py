@@ -8,16 +8,19 @@ both import this module; neither imports the other at module level.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import json
 import math
+import os
 import queue
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
+from losskit import kernels, registry
 from losskit.cli import readers
 from losskit.cli.domains import DomainChecks
 from losskit.cli.histogram import ResidualHistogram
@@ -36,6 +39,8 @@ class Plan:
     batch_rows: int
     nan_policy: str = "raise"
     histogram: bool = False
+    # Whether the losses may run on the Numba kernels (see kernels_pay_off).
+    use_kernels: bool = True
 
     @property
     def grouped(self) -> bool:
@@ -58,6 +63,7 @@ class Work:
     shapes: tuple[tuple[int, ...], tuple[int, ...]] | None = None
     shapes_at: str = ""
     domains: DomainChecks | None = None
+    use_kernels: bool = True
 
     @classmethod
     def empty(cls, plan: Plan) -> Work:
@@ -72,6 +78,7 @@ class Work:
             ResidualHistogram() if plan.histogram else None,
             names=names,
             domains=DomainChecks(plan.losses),
+            use_kernels=plan.use_kernels,
         )
 
     def _check_shapes(self, shapes: tuple[tuple[int, ...], tuple[int, ...]], where: str) -> None:
@@ -96,6 +103,13 @@ class Work:
             self.nbytes += batch.nbytes
             return
         self._check_shapes((batch.y_true.shape[1:], batch.y_pred.shape[1:]), where)
+        with contextlib.nullcontext() if self.use_kernels else kernels.declined():
+            self._accumulate(batch, where)
+        self.rows += batch.rows
+        self.skipped += batch.skipped
+        self.nbytes += batch.nbytes
+
+    def _accumulate(self, batch: readers.Batch, where: str) -> None:
         try:
             if isinstance(self.accumulator, GroupedAccumulator):
                 self.accumulator.update(
@@ -115,9 +129,6 @@ class Work:
             self.histogram.update(batch.y_true, batch.y_pred, batch.groups, batch.group_keys)
         if self.domains is not None:
             self.domains.update(batch.y_true, batch.y_pred)
-        self.rows += batch.rows
-        self.skipped += batch.skipped
-        self.nbytes += batch.nbytes
 
     def merge(self, other: Work) -> Work:
         if other.shapes is not None:
@@ -188,6 +199,81 @@ def iter_batches(plan: Plan) -> Iterator[readers.Batch]:
         yield from readers.read_piece(piece, plan.columns, plan.batch_rows, plan.nan_policy)
 
 
+# What NumPy takes per element of a batch beyond what the Numba kernel takes,
+# in ns, float64, batches of 2^20 elements, one thread (this project's 2-core
+# EPYC VM; the kernels take 0.2-1.7 ns).  Built-in losses not listed: 10.
+_NUMPY_EXTRA_NS = {
+    "MeanSquaredError": 4,
+    "MeanAbsoluteError": 5,
+    "MeanAbsolutePercentageError": 6,
+    "MeanSquaredLogarithmicError": 9,
+    "CosineSimilarity": 14,
+    "Huber": 9,
+    "LogCosh": 26,
+    "Dice": 1,
+    "Tversky": 1,
+    "Hinge": 10,
+    "SquaredHinge": 13,
+    "CategoricalHinge": 8,
+    "KLDivergence": 12,
+    "Poisson": 4,
+    "BinaryCrossentropy": 11,
+    "CategoricalCrossentropy": 12,
+    "SparseCategoricalCrossentropy": 6,
+    "BinaryFocalCrossentropy": 20,
+    "CategoricalFocalCrossentropy": 14,
+}
+# Numba's start-up: importing it (0.2 s) and loading the first cached kernel
+# (0.3 s: its typing and lowering registries; 0.15 s of that is SciPy's BLAS
+# check where SciPy is installed).
+_NUMBA_IMPORT_S, _NUMBA_LOAD_S = 0.2, 0.3
+
+
+def kernels_pay_off(plan: Plan, threads: int) -> bool:
+    """Whether running the losses on the Numba kernels saves more time than
+    Numba's start-up costs in this process, estimated before reading: the
+    NumPy time the kernels save on every element of the input (spread over
+    ``threads`` computing threads) against importing Numba and loading its
+    first kernel (whatever of that this process has not done yet).  Grouped
+    runs always use them (their per-group sums need Numba's loop)."""
+    if not kernels.available():
+        return False
+    if plan.grouped:
+        return True
+    builtin = {info.cls for info in registry.LOSSES}
+    names = [type(loss).__name__ for loss in plan.losses if type(loss) in builtin]
+    extra_ns = sum(_NUMPY_EXTRA_NS.get(name, 10) for name in names)
+    cores = max(1, min(threads, os.cpu_count() or 1))
+    saved = _estimated_elements(plan) * extra_ns * 1e-9 / cores
+    return saved > _numba_start_up()
+
+
+def _numba_start_up() -> float:
+    """What Numba's start-up still costs this process, in seconds."""
+    seconds = 0.0
+    if "numba" not in sys.modules:
+        seconds += _NUMBA_IMPORT_S
+    if "numba.np.arraymath" not in sys.modules:  # imported by the first kernel load
+        seconds += _NUMBA_LOAD_S
+    return seconds
+
+
+def _estimated_elements(plan: Plan) -> int:
+    """The number of values in the ``y_pred`` columns: from the row counts
+    where the format has them, else from the size (text: at least 8 bytes per
+    value with its separator, so this errs towards more elements).  A list
+    column counts as one value per row (its width is known once read)."""
+    width = len(plan.columns.y_pred)
+    numeric = len(plan.columns.numeric)
+    total = 0
+    for piece in plan.pieces:
+        if piece.rows is not None:
+            total += piece.rows * width
+        else:
+            total += piece.nbytes // (8 * numeric) * width
+    return total
+
+
 def _one_kernel_thread(batch: readers.Batch) -> bool:
     """Make the fused kernels called from this thread single-threaded (Numba's
     setting is per calling thread): the batches already run in parallel, and
@@ -195,8 +281,6 @@ def _one_kernel_thread(batch: readers.Batch) -> bool:
     regression set over 10^8 rows on 2 cores).  Only once a batch is large
     enough for the kernels: importing Numba costs 0.4 s, most of the time of
     scoring a small file.  Returns whether it is done."""
-    from losskit import kernels
-
     if batch.y_pred.size < kernels.MIN_ELEMENTS and "numba" not in sys.modules:
         return False
     if kernels.available():
@@ -237,7 +321,7 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
             if failed_before(index):
                 continue  # drain: a batch before this one has failed
             try:
-                single = single or _one_kernel_thread(batch)
+                single = single or not work.use_kernels or _one_kernel_thread(batch)
                 work.update(batch)
             except BaseException as error:
                 with lock:

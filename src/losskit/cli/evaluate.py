@@ -21,7 +21,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from losskit.cli import domains, readers
 from losskit.cli._deps import CLIError, require
-from losskit.cli.engine import Plan, Work, group_labels, run_local
+from losskit.cli.engine import Plan, Work, group_labels, kernels_pay_off, run_local
 from losskit.cli.output import prepare_output
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
@@ -499,6 +499,7 @@ def run(
                 # cost more than the threads saved: 14 s against 9 s).
                 default = 1 if plan.grouped else min(4, (os.cpu_count() or 1) + 1)
                 jobs = options.jobs or default
+                plan = replace(plan, use_kernels=kernels_pay_off(plan, jobs))
                 work = run_local(plan, jobs=jobs, progress=progress)
         if work.rows == 0:
             detail = f" ({work.skipped} skipped by --nan-policy omit)" if work.skipped else ""

@@ -22,18 +22,21 @@ float64): ``tests/test_fast_path_fuzz.py`` checks values and gradients on
 edge data, ``tests/test_kernels.py`` on random valid inputs.
 
 ``losskit.set_backend_preference("reference")`` (or ``LOSSKIT_BACKEND=reference``)
-turns fast paths off.
+turns fast paths off; :func:`declined` turns only these kernels off, in one
+thread, for a caller whose work is too small to repay loading Numba.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import importlib.util
 import math
 import numbers
 import sys
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,7 +46,7 @@ import numpy as np
 from losskit import _array, _config
 from losskit.functional import segmentation
 
-__all__ = ["MIN_ELEMENTS", "available", "fused_call", "regression_sums"]
+__all__ = ["MIN_ELEMENTS", "available", "declined", "fused_call", "regression_sums"]
 
 MIN_ELEMENTS = 1 << 15
 """Smaller inputs take the reference path (a kernel launch would not pay)."""
@@ -53,6 +56,10 @@ _ONE = np.ones(1)
 # Numba's default threading layer aborts the process when two Python threads
 # run parallel kernels at once; calls from several threads take turns instead.
 _KERNEL_LOCK = threading.RLock()
+# Set inside declined(): per thread (and asyncio task), like prefer_backend.
+_DECLINED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "losskit_kernels_declined", default=False
+)
 
 
 def release_gradient_buffers() -> None:
@@ -65,6 +72,31 @@ def release_gradient_buffers() -> None:
 def available() -> bool:
     """Whether fused kernels can run here (Numba is installed)."""
     return _NUMBA
+
+
+@contextlib.contextmanager
+def declined() -> Iterator[None]:
+    """Inside the block, in this thread (or asyncio task) only, the Numba
+    kernels decline every call, so Numba is neither imported nor loaded: the
+    calls take the NumPy fast path or the reference, with the same results up
+    to float rounding.  For a caller that knows its whole work is too small
+    to repay Numba's start-up (importing it and loading the first cached
+    kernel take about 0.5 s in a fresh process, as long as NumPy needs for
+    10^8 squared errors).
+
+    >>> import numpy as np
+    >>> import losskit
+    >>> from losskit import kernels
+    >>> x = np.zeros((1 << 16, 1))
+    >>> with kernels.declined():
+    ...     float(losskit.losses.MeanSquaredError()(x, x + 1))
+    1.0
+    """
+    token = _DECLINED.set(True)
+    try:
+        yield
+    finally:
+        _DECLINED.reset(token)
 
 
 @dataclass(frozen=True)
@@ -367,7 +399,7 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
         from losskit.kernels import triton as gpu
 
         return gpu.fused_call(loss, y_true, y_pred, sample_weight, mask)
-    if _compiling() or not _NUMBA or not _large_enough(y_pred):
+    if _compiling() or not _NUMBA or _DECLINED.get() or not _large_enough(y_pred):
         return None  # before the lock: torch.compile cannot trace a lock
     if _config.backend_preference() != "fast":
         return None
@@ -470,9 +502,10 @@ def regression_sums(
     inf/NaN pattern) -- or None instead of the list where no pass applies
     (fewer than two such losses, inputs that are not NumPy arrays of one
     float dtype and shape (rows, features), too few elements, weights other
-    than one per row, no Numba, the backend preference ``"reference"``).
+    than one per row, no Numba, the backend preference ``"reference"``,
+    inside :func:`declined`).
     """
-    if not _NUMBA or _config.backend_preference() != "fast":
+    if not _NUMBA or _DECLINED.get() or _config.backend_preference() != "fast":
         return None
     if type(y_pred) is not np.ndarray or type(y_true) is not np.ndarray:
         return None

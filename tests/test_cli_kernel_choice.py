@@ -1,0 +1,170 @@
+"""When ``losskit evaluate`` runs the losses on the Numba kernels and when on
+NumPy (:func:`losskit.cli.engine.kernels_pay_off`), and the switch behind it
+(:func:`losskit.kernels.declined`): either way the same numbers."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import losskit
+from losskit import kernels
+from losskit.cli import engine, readers
+from losskit.cli.engine import Plan, Work, kernels_pay_off
+from losskit.registry import LOSSES
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs Numba")
+
+REGRESSION = tuple(info.cls(dtype="float64") for info in LOSSES if info.family == "regression")
+MSE = (losskit.losses.MeanSquaredError(dtype="float64"),)
+COLUMNS = readers.ColumnSpec(("y_true",), ("y_pred",))
+
+
+def plan(rows: int | None, losses: tuple[Any, ...] = MSE, group_by: str | None = None) -> Plan:
+    fmt = "csv" if rows is None else "parquet"
+    piece = readers.Piece("data." + fmt, fmt, 0, 1, 0, rows, nbytes=36 * 10**7)
+    columns = readers.ColumnSpec(("y_true",), ("y_pred",), group_by=group_by)
+    return Plan((piece,), columns, losses, batch_rows=1 << 20)
+
+
+@pytest.fixture
+def fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba's whole start-up still to pay (0.5 s), whatever this test
+    process has loaded already."""
+    monkeypatch.setattr(engine, "_numba_start_up", lambda: 0.5)
+
+
+@pytest.mark.usefixtures("fresh_process")
+@pytest.mark.parametrize(
+    ("rows", "losses", "threads", "expected"),
+    [
+        (10**6, MSE, 3, False),  # saves 2 ms on 2 cores
+        (10**8, MSE, 3, False),  # 0.2 s: less than the start-up
+        (10**8, MSE, 1, False),  # 0.4 s on one thread
+        (3 * 10**8, MSE, 3, True),  # 0.6 s
+        (10**7, REGRESSION, 3, False),  # 7 losses: 0.37 s
+        (2 * 10**7, REGRESSION, 3, True),  # 0.73 s
+        (2 * 10**7, REGRESSION[:2], 3, False),  # MSE and MAE: 0.09 s
+    ],
+)
+def test_kernels_when_they_save_more_than_numba_costs(
+    rows: int, losses: tuple[Any, ...], threads: int, expected: bool
+) -> None:
+    assert kernels_pay_off(plan(rows, losses), threads) is expected
+
+
+@pytest.mark.usefixtures("fresh_process")
+def test_text_without_row_counts_is_estimated_from_its_size() -> None:
+    # 3.6e9 bytes over 2 numeric columns: 2.25e8 values at most; MSE saves
+    # 0.45 s on 2 cores, regression 7 losses several seconds
+    assert plan(None).pieces[0].rows is None
+    assert kernels_pay_off(plan(None, MSE), 3) is False
+    assert kernels_pay_off(plan(None, REGRESSION), 3) is True
+
+
+@pytest.mark.usefixtures("fresh_process")
+def test_grouped_runs_always_use_them() -> None:
+    assert kernels_pay_off(plan(10, MSE, group_by="g"), 1) is True
+
+
+@pytest.mark.usefixtures("fresh_process")
+def test_losses_without_kernels_never_pay_for_numba() -> None:
+    class Halved(losskit.losses.Loss):
+        def call(self, y_true: Any, y_pred: Any) -> Any:
+            return (y_pred - y_true) / 2
+
+    assert kernels_pay_off(plan(10**10, (Halved(),)), 1) is False
+
+
+def test_no_numba_means_no_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(kernels, "_NUMBA", False)
+    assert kernels_pay_off(plan(10**10, REGRESSION, group_by="g"), 1) is False
+
+
+def test_a_process_that_loaded_them_uses_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(engine, "_numba_start_up", lambda: 0.0)
+    assert kernels_pay_off(plan(10**5, MSE), 3) is True
+
+
+def batch(rows: int, seed: int = 0) -> readers.Batch:
+    rng = np.random.default_rng(seed)
+    y_true = rng.uniform(0.5, 10.0, size=(rows, 1))
+    y_pred = y_true * np.exp(rng.normal(0.0, 0.3, size=(rows, 1)))
+    return readers.Batch("data.parquet", 0, y_true, y_pred, None, None, None, nbytes=16 * rows)
+
+
+def test_declined_work_gives_the_kernels_numbers_without_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    data = [batch(1 << 16, seed) for seed in range(3)]
+    with_kernels = Work.empty(Plan((), COLUMNS, REGRESSION, 1 << 16))
+    for b in data:
+        with_kernels.update(b)
+
+    def refuse(*args: Any) -> Any:
+        raise AssertionError("a kernel ran inside kernels.declined()")
+
+    monkeypatch.setattr(kernels, "_fused_call", refuse)
+    monkeypatch.setattr(kernels, "_regression_pass", refuse)
+    declined = Work.empty(Plan((), COLUMNS, REGRESSION, 1 << 16, use_kernels=False))
+    for b in data:
+        declined.update(b)
+    got = declined.accumulator.result()
+    want = with_kernels.accumulator.result()
+    assert got.keys() == want.keys()
+    for name in want:
+        assert got[name] == pytest.approx(want[name], rel=1e-12), name
+    assert declined.rows == with_kernels.rows == 3 << 16
+
+
+def test_declined_is_for_this_thread_only() -> None:
+    x = np.zeros((kernels.MIN_ELEMENTS, 1))
+    mse = losskit.losses.MeanSquaredError(dtype="float64")
+    seen: list[Any] = []
+    with kernels.declined():
+        assert kernels.fused_call(mse, x, x + 1, None, None) is None
+        assert kernels.regression_sums([mse, mse], x, x + 1, None) is None
+        other = threading.Thread(
+            target=lambda: seen.append(kernels.fused_call(mse, x, x, None, None)),
+        )
+        other.start()
+        other.join()
+    assert seen == [0.0]  # the other thread's call took the kernel
+    assert kernels.fused_call(mse, x, x + 1, None, None) == 1.0
+
+
+def run_fresh(path: Path, setup: str = "") -> str:
+    """``losskit evaluate --loss mse`` in a fresh process; prints whether
+    Numba was imported."""
+    code = textwrap.dedent(
+        f"""
+        import sys
+        from losskit.cli import engine, main
+        {setup}
+        arguments = ["evaluate", "--loss", "mse", "--no-progress", "--format", "json"]
+        status = main([*arguments, {str(path)!r}])
+        print("NUMBA", "numba" in sys.modules, status)
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    return result.stdout
+
+
+def test_a_small_file_is_scored_without_importing_numba(tmp_path: Path) -> None:
+    path = tmp_path / "data.parquet"
+    b = batch(1 << 17)  # four times MIN_ELEMENTS: used to import Numba
+    pq.write_table(pa.table({"y_true": b.y_true[:, 0], "y_pred": b.y_pred[:, 0]}), path)
+    assert "NUMBA False 0" in run_fresh(path)
+    forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
+    assert "NUMBA True 0" in run_fresh(path, forced)
