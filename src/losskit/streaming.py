@@ -384,7 +384,7 @@ class _Kernel:
             if weight is None:
                 weight = keep01
             else:
-                keep01, weight = _array.align_ranks(_array.np_xp, keep01, weight)
+                keep01, weight = _array.align_ranks(_array.numpy_namespace(), keep01, weight)
                 broadcast_shapes(keep01.shape, weight.shape, "mask vs. sample_weight")
                 weight = weight * keep01
         return weight, keep
@@ -394,7 +394,7 @@ class _Kernel:
     ) -> tuple[np.ndarray, np.ndarray | None]:
         if weight is None:
             return v, None
-        v, weight = _array.align_ranks(_array.np_xp, v, weight)
+        v, weight = _array.align_ranks(_array.numpy_namespace(), v, weight)
         shape = broadcast_shapes(v.shape, weight.shape, "sample_weight vs. losses")
         if shape != v.shape:
             raise ValueError(

@@ -29,7 +29,7 @@ def to_categorical(labels: Any, num_classes: int | None = None) -> Array:
     native = array_api_compat.is_array_api_obj(labels) and not array_api_compat.is_numpy_array(
         labels
     )
-    xp = _array.namespace_of(labels) if native else _array.np_xp
+    xp = _array.namespace_of(labels) if native else _array.numpy_namespace()
     device = _array.device_of(labels) if native else None
     values = _array.as_array(xp, labels, "labels", device=device)
     if _array.is_floating(xp, values.dtype) and not native:

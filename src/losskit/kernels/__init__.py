@@ -40,7 +40,6 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import array_api_compat.numpy as np_xp
 import numpy as np
 
 from losskit import _array, _config
@@ -379,7 +378,7 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
     else:
         if t.dtype != dtype:
             return None
-        t, aligned = _array.align_ranks(np_xp, t, y_pred)
+        t, aligned = _array.align_ranks(_array.numpy_namespace(), t, y_pred)
         if aligned is not y_pred or t.shape != y_pred.shape:
             return None
     if not (t.flags.c_contiguous and y_pred.flags.c_contiguous):
