@@ -1,8 +1,6 @@
-"""Where ``losskit evaluate``'s local engine does its work: the losses on the
-Numba kernels or on NumPy (:func:`losskit.cli.engine.kernels_pay_off`, and
-the switch behind it, :func:`losskit.kernels.declined`: either way the same
-numbers), and ``--nan-policy`` on the computing threads rather than the
-reading one (:func:`losskit.cli.readers.settle`: the same rows and errors)."""
+"""When ``losskit evaluate`` runs the losses on the Numba kernels and when on
+NumPy (:func:`losskit.cli.engine.kernels_pay_off`), and the switch behind it
+(:func:`losskit.kernels.declined`): either way the same numbers."""
 
 from __future__ import annotations
 
@@ -170,51 +168,3 @@ def test_a_small_file_is_scored_without_importing_numba(tmp_path: Path) -> None:
     assert "NUMBA False 0" in run_fresh(path)
     forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
     assert "NUMBA True 0" in run_fresh(path, forced)
-
-
-# -- --nan-policy on the computing thread ------------------------------------------
-
-
-def nan_file(tmp_path: Path) -> tuple[readers.Piece, readers.ColumnSpec]:
-    path = tmp_path / "nan.parquet"
-    y_pred = np.arange(10.0)
-    y_pred[5] = np.nan
-    pq.write_table(pa.table({"y_true": np.zeros(10), "y_pred": y_pred}), path)
-    (piece,) = readers.plan([str(path)], COLUMNS, 4)
-    return piece, COLUMNS
-
-
-def test_unsettled_batches_leave_the_policy_to_settle(tmp_path: Path) -> None:
-    piece, columns = nan_file(tmp_path)
-    batches = list(readers.read_piece(piece, columns, 4, "raise", settled=False))
-    assert [b.rows for b in batches] == [4, 4, 2]  # reading raised nothing
-    assert all(b.unsettled is not None for b in batches)
-    assert readers.settle(batches[0]) is batches[0]
-    with pytest.raises(
-        readers.InputError, match=r"nan\.parquet, row 6: column 'y_pred' is missing"
-    ):
-        readers.settle(batches[1])
-
-
-def test_settle_omits_as_the_reader_did(tmp_path: Path) -> None:
-    piece, columns = nan_file(tmp_path)
-    unsettled = list(readers.read_piece(piece, columns, 4, "omit", settled=False))
-    settled = list(readers.read_piece(piece, columns, 4, "omit"))
-    assert all(b.unsettled is None for b in settled)
-    for late, early in zip(unsettled, settled, strict=True):
-        late = readers.settle(late)
-        assert (late.rows, late.skipped) == (early.rows, early.skipped)
-        np.testing.assert_array_equal(late.y_pred, early.y_pred)
-    assert [b.skipped for b in settled] == [0, 1, 0]
-
-
-@pytest.mark.parametrize("jobs", [1, 3])
-def test_work_settles_what_it_is_given(tmp_path: Path, jobs: int) -> None:
-    piece, columns = nan_file(tmp_path)
-    plan = Plan((piece,), columns, MSE, 4, nan_policy="omit")
-    work = engine.run_local(plan, jobs=jobs)
-    assert (work.rows, work.skipped) == (9, 1)
-    y_pred = np.delete(np.arange(10.0), 5)
-    assert work.accumulator.result()["mean_squared_error"] == pytest.approx(np.mean(y_pred**2))
-    with pytest.raises(readers.InputError, match="row 6"):
-        engine.run_local(Plan((piece,), columns, MSE, 4), jobs=jobs)

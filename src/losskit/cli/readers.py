@@ -202,25 +202,10 @@ class Batch:
     group_keys: list[Any] | None
     nbytes: int
     skipped: int = 0
-    # The numeric columns and the --nan-policy still to apply to them, for a
-    # batch read with settle=False (see settle()); None once applied.
-    unsettled: tuple[dict[str, np.ndarray], str] | None = None
 
     @property
     def rows(self) -> int:
         return int(self.y_pred.shape[0])
-
-
-def settle(batch: Batch) -> Batch:
-    """The batch with ``--nan-policy`` applied (its rows with a NaN or an
-    infinity dropped, or the error naming the first): for a batch that
-    :func:`read_piece` left unsettled, so that the check runs on the thread
-    that computes rather than the one that reads.  Settled batches pass."""
-    if batch.unsettled is None:
-        return batch
-    arrays, nan_policy = batch.unsettled
-    batch.unsettled = None
-    return _apply_nan_policy(batch, arrays, nan_policy)
 
 
 # -- planning ------------------------------------------------------------------
@@ -462,15 +447,9 @@ def _npz_rows(path: str, columns: ColumnSpec) -> int:
 
 
 def read_piece(
-    piece: Piece,
-    columns: ColumnSpec,
-    batch_rows: int,
-    nan_policy: str = "raise",
-    settled: bool = True,
+    piece: Piece, columns: ColumnSpec, batch_rows: int, nan_policy: str = "raise"
 ) -> Iterator[Batch]:
-    """The piece's rows, as batches of at most ``batch_rows`` rows
-    (``settled=False``: without ``nan_policy`` applied yet; pass each batch
-    to :func:`settle` before using its rows)."""
+    """The piece's rows, as batches of at most ``batch_rows`` rows."""
     RawReader = Callable[[Piece, ColumnSpec, int], Iterator[tuple[dict[str, Any], int]]]
     readers: dict[str, RawReader] = {
         "parquet": _raw_parquet,
@@ -486,8 +465,7 @@ def read_piece(
             hi = min(lo + batch_rows, n)
             part = {name: data[lo:hi] for name, data in raw.items()}
             share = nbytes * (hi - lo) // n if n else nbytes
-            batch = _to_batch(piece.path, row + lo, part, columns, share, nan_policy)
-            yield settle(batch) if settled else batch
+            yield _to_batch(piece.path, row + lo, part, columns, share, nan_policy)
         row += n
 
 
@@ -808,9 +786,8 @@ def _to_batch(
     groups, keys = (None, None)
     if columns.group_by:
         groups, keys = _group_codes(raw[columns.group_by], columns.group_by, path, first_row)
-    return Batch(
-        path, first_row, y_true, y_pred, weight, groups, keys, nbytes, 0, (arrays, nan_policy)
-    )
+    batch = Batch(path, first_row, y_true, y_pred, weight, groups, keys, nbytes)
+    return _apply_nan_policy(batch, columns, arrays, nan_policy)
 
 
 def _stack(
@@ -842,7 +819,9 @@ def _surely_finite(array: np.ndarray) -> bool:
         return math.isfinite(float(np.sum(array)))
 
 
-def _apply_nan_policy(batch: Batch, arrays: dict[str, np.ndarray], nan_policy: str) -> Batch:
+def _apply_nan_policy(
+    batch: Batch, columns: ColumnSpec, arrays: dict[str, np.ndarray], nan_policy: str
+) -> Batch:
     if all(_surely_finite(array) for array in arrays.values()):
         return batch
     finite = np.ones(batch.rows, dtype=bool)
