@@ -267,3 +267,22 @@ def test_custom_losses_are_not_compiled_behind_the_users_back() -> None:
         loss(jnp.ones((2, 2)), jnp.zeros((2, 2)))
     assert len(calls) == 3
     assert loss not in losses_module._JAX_COMPILED
+
+
+def test_array_api_compat_numpy_is_imported_on_first_use() -> None:
+    """Importing array-api-compat's NumPy namespace takes about 75 ms (it
+    touches NumPy's lazily imported submodules): ``import losskit`` leaves it
+    to the first call that needs it, and that call gets it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, losskit\n"
+        "print('compat.numpy' in ' '.join(sys.modules))\n"
+        "print(losskit.mean_squared_error([[0.0, 1.0]], [[1.0, 1.0]]))\n"
+        "print('array_api_compat.numpy' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout.split("\n")
+    assert out[:3] == ["False", "[0.5]", "True"]
