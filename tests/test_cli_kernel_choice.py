@@ -72,8 +72,19 @@ def test_text_without_row_counts_is_estimated_from_its_size() -> None:
 
 
 @pytest.mark.usefixtures("fresh_process")
-def test_grouped_runs_always_use_them() -> None:
-    assert kernels_pay_off(plan(10, MSE, group_by="g"), 1) is True
+@pytest.mark.parametrize(
+    ("rows", "losses", "expected"),
+    [
+        (10**5, REGRESSION, False),  # 7 losses: 6 ms of values, 32 ms of group sums
+        (4 * 10**6, MSE, False),  # 8 ms of values, 0.18 s of group sums at most
+        (4 * 10**6, REGRESSION, True),  # 0.23 s of values, 1.26 s of group sums
+        (2 * 10**7, MSE, True),  # 0.04 s and 0.9 s
+    ],
+)
+def test_grouped_runs_count_their_group_sums(
+    rows: int, losses: tuple[Any, ...], expected: bool
+) -> None:
+    assert kernels_pay_off(plan(rows, losses, group_by="g"), 1) is expected
 
 
 @pytest.mark.usefixtures("fresh_process")
@@ -124,6 +135,25 @@ def test_declined_work_gives_the_kernels_numbers_without_them(
     for name in want:
         assert got[name] == pytest.approx(want[name], rel=1e-12), name
     assert declined.rows == with_kernels.rows == 3 << 16
+
+
+def test_declined_group_sums_are_numpys_bit_for_bit(monkeypatch: pytest.MonkeyPatch) -> None:
+    from losskit import streaming
+
+    rng = np.random.default_rng(3)
+    rows = np.sort(rng.choice(50_000, streaming._KERNEL_MIN_ROWS * 4, replace=False))
+    values = rng.normal(size=(rows.size, 3)) * 10.0 ** rng.integers(-8, 8, size=(rows.size, 3))
+    compiled, plain = streaming._Sums(3, (2,)), streaming._Sums(3, (2,))
+    for sums in (compiled, plain):
+        sums.grow(50_000)
+    for _ in range(3):
+        compiled.add(rows, values)
+    monkeypatch.setattr(streaming, "_compensated_add_kernel", lambda: 1 / 0)
+    with kernels.declined():
+        for _ in range(3):
+            plain.add(rows, values)
+    np.testing.assert_array_equal(plain.value, compiled.value)
+    np.testing.assert_array_equal(plain.compensation, compiled.compensation)
 
 
 def test_declined_is_for_this_thread_only() -> None:

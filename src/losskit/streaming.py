@@ -81,7 +81,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from losskit import _array, functional, losses, registry
+from losskit import _array, functional, kernels, losses, registry
 from losskit.functional.hinge import hinge_with_fixed_labels
 from losskit.functional.segmentation import dice_from_sums, tversky_from_counts
 from losskit.reduction import broadcast_shapes, standardize_reduction
@@ -586,7 +586,9 @@ class _Sums:
         """Add ``values`` (plus ``compensation``) to the distinct ``rows``."""
         # Few rows (ungrouped, or few groups): NumPy, without importing Numba,
         # which would add its import to a small file's start-up.
-        kernel = _compensated_add_kernel() if rows.size >= _KERNEL_MIN_ROWS else None
+        kernel = None
+        if rows.size >= _KERNEL_MIN_ROWS and not kernels.declined_here():
+            kernel = _compensated_add_kernel()
         if kernel is not None:
             extra = np.asarray(compensation, dtype=np.float64)
             has_extra = not (extra.ndim == 0 and extra == 0.0)
@@ -899,8 +901,6 @@ class _Accumulation:
         summing = [kernel._summing for kernel in self._kernels]
         if sum(loss is not None for loss in summing) < _ONE_PASS_MIN_LOSSES:
             return None
-        from losskit import kernels  # (it declines batches without Numba, or too small)
-
         return kernels.regression_sums(summing, y_true, y_pred, sample_weight, grouping)
 
     def _merge(self, other: _Accumulation) -> None:

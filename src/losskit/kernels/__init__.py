@@ -73,12 +73,18 @@ def available() -> bool:
     return _NUMBA
 
 
+def declined_here() -> bool:
+    """Whether this thread is inside :func:`declined`."""
+    return _DECLINED.get()
+
+
 @contextlib.contextmanager
 def declined() -> Iterator[None]:
     """Inside the block, in this thread (or asyncio task) only, the Numba
     kernels decline every call, so Numba is neither imported nor loaded: the
     calls take the NumPy fast path or the reference, with the same results up
-    to float rounding.  For a caller that knows its whole work is too small
+    to float rounding (and the streaming accumulators' per-group additions
+    their NumPy version, bit for bit the same).  For a caller that knows its whole work is too small
     to repay Numba's start-up (importing it and loading the first cached
     kernel take about 0.5 s in a fresh process, as long as NumPy needs for
     10^8 squared errors).
