@@ -46,7 +46,7 @@ print(imported - start, time.perf_counter() - loading)
 
 def inputs(name: str, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Valid inputs of ``n`` elements for the loss class ``name``."""
-    if "Sparse" in name:
+    if "Sparse" in name or "Generalized" in name:  # integer labels
         return rng.integers(0, 4, (n // 4,)).astype(float), rng.dirichlet(np.ones(4), n // 4)
     if ("Categorical" in name and "Hinge" not in name) or name == "KLDivergence":
         return rng.dirichlet(np.ones(4), n // 4), rng.dirichlet(np.ones(4), n // 4)

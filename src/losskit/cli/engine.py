@@ -13,7 +13,6 @@ import ctypes
 import functools
 import json
 import math
-import os
 import queue
 import sys
 import threading
@@ -200,28 +199,31 @@ def iter_batches(plan: Plan) -> Iterator[readers.Batch]:
 
 
 # What NumPy takes per element of a batch beyond what the Numba kernel takes,
-# in ns, float64, batches of 2^20 elements, one thread (this project's 2-core
-# EPYC VM; the kernels take 0.2-1.7 ns).  Built-in losses not listed: 10.
+# in ns: `python benchmarks/kernel_costs.py` (float64, batches of 2^20
+# elements, one thread, this project's 2-core EPYC VM; it varies with the
+# data: NumPy's log-cosh costs 1.5x as much on errors within [-1, 1]).  Built-in
+# losses not listed: 10.
 _NUMPY_EXTRA_NS = {
     "MeanSquaredError": 2,
     "MeanAbsoluteError": 3,
     "MeanAbsolutePercentageError": 4,
-    "MeanSquaredLogarithmicError": 6,
-    "CosineSimilarity": 12,
-    "Huber": 7,
-    "LogCosh": 24,
-    "Dice": 1,
-    "Tversky": 1,
-    "Hinge": 8,
-    "SquaredHinge": 9,
-    "CategoricalHinge": 6,
-    "KLDivergence": 11,
+    "MeanSquaredLogarithmicError": 5,
+    "CosineSimilarity": 10,
+    "Huber": 5,
+    "LogCosh": 11,
+    "Dice": 0,
+    "Tversky": 0,
+    "Hinge": 3,
+    "SquaredHinge": 7,
+    "CategoricalHinge": 4,
+    "KLDivergence": 10,
     "Poisson": 1,
     "BinaryCrossentropy": 8,
-    "CategoricalCrossentropy": 11,
-    "SparseCategoricalCrossentropy": 6,
+    "CategoricalCrossentropy": 6,
+    "SparseCategoricalCrossentropy": 8,
     "BinaryFocalCrossentropy": 15,
-    "CategoricalFocalCrossentropy": 13,
+    "CategoricalFocalCrossentropy": 9,
+    "CategoricalGeneralizedCrossEntropy": 6,
 }
 # A grouped run adds each batch's sums into its groups' running sums: NumPy's
 # version takes 16 ns per group, field and loss where Numba's loop takes 1.2
@@ -233,21 +235,25 @@ _GROUP_ADD_EXTRA_NS = 3 * 15
 _NUMBA_IMPORT_S, _NUMBA_LOAD_S = 0.2, 0.3
 
 
-def kernels_pay_off(plan: Plan, threads: int) -> bool:
+def kernels_pay_off(plan: Plan) -> bool:
     """Whether running the losses on the Numba kernels saves more time than
     Numba's start-up costs in this process, estimated before reading: the
-    NumPy time the kernels save on every element of the input (spread over
-    ``threads`` computing threads), and in a grouped run on adding every
-    row's group sums as if each row were a group of its own (an upper bound),
-    against importing Numba and loading its first kernel (whatever of that
-    this process has not done yet)."""
+    NumPy time the kernels save on every element of the input, and in a
+    grouped run on adding every row's group sums as if each row were a group
+    of its own (an upper bound), against importing Numba and loading its
+    first kernel (whatever of that this process has not done yet).
+
+    The time saved is counted on one core even where several threads
+    compute: they share the cores with the reading, and the break-even
+    measured on 2 cores (the 7 regression losses: NumPy 0.27 s faster as a
+    command over 10^7 rows, Numba 0.1 s faster over 2*10^7) sits where the
+    one-core estimate meets the start-up."""
     if not kernels.available():
         return False
     builtin = {info.cls for info in registry.LOSSES}
     names = [type(loss).__name__ for loss in plan.losses if type(loss) in builtin]
     extra_ns = sum(_NUMPY_EXTRA_NS.get(name, 10) for name in names)
-    cores = max(1, min(threads, os.cpu_count() or 1))
-    saved = _estimated_elements(plan) * extra_ns * 1e-9 / cores
+    saved = _estimated_elements(plan) * extra_ns * 1e-9
     if plan.grouped:
         saved += _estimated_rows(plan) * len(plan.losses) * _GROUP_ADD_EXTRA_NS * 1e-9
     return saved > _numba_start_up()

@@ -499,7 +499,7 @@ def run(
                 # cost more than the threads saved: 14 s against 9 s).
                 default = 1 if plan.grouped else min(4, (os.cpu_count() or 1) + 1)
                 jobs = options.jobs or default
-                plan = replace(plan, use_kernels=kernels_pay_off(plan, jobs))
+                plan = replace(plan, use_kernels=kernels_pay_off(plan))
                 work = run_local(plan, jobs=jobs, progress=progress)
         if work.rows == 0:
             detail = f" ({work.skipped} skipped by --nan-policy omit)" if work.skipped else ""
