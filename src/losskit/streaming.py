@@ -1396,13 +1396,43 @@ class GroupedAccumulator(_Accumulation):
         >>> acc.table()
         ([1, 2], array([1, 2]), {'mean_squared_error': array([4., 5.])})
         """
-        keys = self._keys
-        order = _sorting_order(keys)
-        values = {
+        integers, order = self._sorted_integer_keys()
+        if integers is not None:
+            keys = integers.tolist()
+        else:
+            order = _sorting_order(self._keys)
+            keys = [self._keys[i] for i in order.tolist()]
+        return keys, self._samples[order], self._values_in(order)
+
+    def integer_table(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:
+        """:meth:`table` with the keys as one int64 array, where every key is
+        an integer that fits one (else None): no Python object per group.
+
+        >>> import numpy as np
+        >>> acc = GroupedAccumulator(["mse"])
+        >>> acc.update(np.zeros((3, 1)), np.array([[1.0], [2.0], [3.0]]), groups=[2, 1, 2])
+        >>> acc.integer_table()
+        (array([1, 2]), array([1, 2]), {'mean_squared_error': array([4., 5.])})
+        """
+        integers, order = self._sorted_integer_keys()
+        if integers is None:
+            return None
+        return integers, self._samples[order], self._values_in(order)
+
+    def _sorted_integer_keys(self) -> tuple[np.ndarray | None, np.ndarray]:
+        """The integer keys in order and their rows, from the binary-search
+        index (already sorted), or (None, empty) where a key is not an
+        integer."""
+        index = self._integer_index
+        if index is None or index.keys.size != len(self._keys):
+            return None, np.zeros(0, dtype=np.int64)
+        return index.keys.copy(), index.rows.copy()
+
+    def _values_in(self, order: np.ndarray) -> dict[str, np.ndarray]:
+        return {
             name: column[order]
             for name, column in zip(self.names, self._all_results(), strict=True)
         }
-        return [keys[i] for i in order.tolist()], self._samples[order], values
 
     @classmethod
     def from_state(

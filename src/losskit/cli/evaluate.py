@@ -150,15 +150,23 @@ class GroupColumns:
     without a Python object per value (10^6 groups of 7 losses are 7 * 10^6
     numbers; dicts and ``float.__repr__`` for each took most of the time)."""
 
-    labels: list[str]
-    rows: list[int]
+    # Each group's label (see engine.group_label): a list of text, or for
+    # integer keys an Arrow string array (10^6 Python strings and the dict
+    # labelling them took a quarter of a grouped run); its number of rows.
+    labels: Any
+    rows: np.ndarray
     values: dict[str, np.ndarray]
 
     @classmethod
     def of(cls, accumulator: GroupedAccumulator) -> GroupColumns:
+        table = accumulator.integer_table()
+        if table is not None:
+            pa, pc = require("pyarrow"), require("pyarrow.compute")
+            integers, samples, values = table
+            return cls(pc.cast(pa.array(integers), pa.string()), samples, values)
         keys, samples, values = accumulator.table()
         labels = group_labels(keys)
-        return cls([labels[key] for key in keys], samples.tolist(), values)
+        return cls([labels[key] for key in keys], samples, values)
 
     @classmethod
     def from_dicts(cls, groups: dict[str, Any], names: Sequence[str]) -> GroupColumns:
@@ -172,7 +180,8 @@ class GroupColumns:
             )
             for name in names
         }
-        return cls(list(groups), [g["rows"] for g in groups.values()], values)
+        rows = np.array([g["rows"] for g in groups.values()], dtype=np.int64)
+        return cls(list(groups), rows, values)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -184,9 +193,21 @@ class GroupColumns:
         return {
             label: {"losses": dict(zip(names, losses_, strict=True)), "rows": rows}
             for label, losses_, rows in zip(
-                self.labels, zip(*columns, strict=True), self.rows, strict=True
+                self.texts(), zip(*columns, strict=True), self.rows.tolist(), strict=True
             )
         }
+
+    def texts(self) -> list[str]:
+        """The labels as Python text."""
+        return self.labels if isinstance(self.labels, list) else self.labels.to_pylist()
+
+    def arrow_labels(self, quoted: Callable[[list[str]], list[str]]) -> Any:
+        """The labels as an Arrow string array, each passed through
+        ``quoted`` (JSON or CSV quoting) unless they are integers, which
+        need none."""
+        if not isinstance(self.labels, list):
+            return self.labels
+        return require("pyarrow").array(quoted(self.labels), require("pyarrow").string())
 
 
 def _numbers(values: Any) -> list[float | None]:
@@ -258,10 +279,10 @@ def _render_json(report: dict[str, Any]) -> str:
         return json.dumps(plain, indent=2) + "\n"
     pa, pc = require("pyarrow"), require("pyarrow.compute")
     head = json.dumps({k: v for k, v in report.items() if k != "groups"}, indent=2)
-    parts: list[Any] = [
-        pa.array(_json_strings(groups.labels), pa.string()),
-        ': {"losses": {',
-    ]
+    labels = groups.arrow_labels(_json_strings)
+    if not isinstance(groups.labels, list):  # integers: quoted as JSON keys
+        labels = pc.binary_join_element_wise('"', labels, '"', "")
+    parts: list[Any] = [labels, ': {"losses": {']
     for i, (name, values) in enumerate(groups.values.items()):
         parts += [(", " if i else "") + json.dumps(name) + ": ", _number_texts(values, "null")]
     parts += ['}, "rows": ', pc.cast(pa.array(groups.rows, pa.int64()), pa.string()), "}"]
@@ -310,7 +331,7 @@ def _render_csv(report: dict[str, Any]) -> str:
     writer.writerow([*(["all", ""] if grouped else []), report["rows"], *line])
     if groups:
         pa, pc = require("pyarrow"), require("pyarrow.compute")
-        labels = pa.array(_csv_fields(groups.labels), pa.string())
+        labels = groups.arrow_labels(_csv_fields)
         rows = pc.cast(pa.array(groups.rows, pa.int64()), pa.string())
         texts = [_number_texts(groups.values[n], "") for n in names]
         texts[-1] = pc.binary_join_element_wise(texts[-1], "", "\n")  # ends each line
