@@ -40,7 +40,7 @@ _NUMPY_NAMESPACE: list[Namespace] = []
 def numpy_namespace() -> Namespace:
     """array-api-compat's NumPy namespace, imported on first use: importing
     it takes about 75 ms (it touches every lazily imported NumPy submodule),
-    a fifth of a fresh ``losskit evaluate`` that never needs it."""
+    most of ``import losskit``, and torch and JAX users never need it."""
     if not _NUMPY_NAMESPACE:
         import array_api_compat.numpy
 
