@@ -100,6 +100,12 @@ def test_no_numba_means_no_kernels(monkeypatch: pytest.MonkeyPatch) -> None:
     assert kernels_pay_off(plan(10**10, REGRESSION, group_by="g")) is False
 
 
+def test_the_reference_backend_means_no_kernels() -> None:
+    assert kernels_pay_off(plan(10**10, REGRESSION)) is True
+    with losskit.prefer_backend("reference"):
+        assert kernels_pay_off(plan(10**10, REGRESSION)) is False
+
+
 def test_a_process_that_loaded_them_uses_them(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(engine, "_numba_start_up", lambda: 0.0)
     assert kernels_pay_off(plan(10**5, MSE)) is True

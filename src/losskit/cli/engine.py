@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 
-from losskit import kernels, registry
+from losskit import _config, kernels, registry
 from losskit.cli import readers
 from losskit.cli.domains import DomainChecks
 from losskit.cli.histogram import ResidualHistogram
@@ -248,8 +248,8 @@ def kernels_pay_off(plan: Plan) -> bool:
     measured on 2 cores (the 7 regression losses: NumPy 0.27 s faster as a
     command over 10^7 rows, Numba 0.1 s faster over 2*10^7) sits where the
     one-core estimate meets the start-up."""
-    if not kernels.available():
-        return False
+    if not kernels.available() or _config.backend_preference() != "fast":
+        return False  # (with "reference" no kernel runs: Numba would load for nothing)
     builtin = {info.cls for info in registry.LOSSES}
     names = [type(loss).__name__ for loss in plan.losses if type(loss) in builtin]
     extra_ns = sum(_NUMPY_EXTRA_NS.get(name, 10) for name in names)
