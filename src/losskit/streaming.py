@@ -1396,8 +1396,9 @@ class GroupedAccumulator(_Accumulation):
         >>> acc.table()
         ([1, 2], array([1, 2]), {'mean_squared_error': array([4., 5.])})
         """
-        integers, order = self._sorted_integer_keys()
-        if integers is not None:
+        found = self._sorted_integer_keys()
+        if found is not None:
+            integers, order = found
             keys = integers.tolist()
         else:
             order = _sorting_order(self._keys)
@@ -1414,19 +1415,20 @@ class GroupedAccumulator(_Accumulation):
         >>> acc.integer_table()
         (array([1, 2]), array([1, 2]), {'mean_squared_error': array([4., 5.])})
         """
-        integers, order = self._sorted_integer_keys()
-        if integers is None:
+        found = self._sorted_integer_keys()
+        if found is None:
             return None
+        integers, order = found
         return integers, self._samples[order], self._values_in(order)
 
-    def _sorted_integer_keys(self) -> tuple[np.ndarray | None, np.ndarray]:
-        """The integer keys in order and their rows, from the binary-search
-        index (already sorted), or (None, empty) where a key is not an
+    def _sorted_integer_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The integer keys in order (a copy) and their rows, from the
+        binary-search index (already sorted), or None where a key is not an
         integer."""
         index = self._integer_index
         if index is None or index.keys.size != len(self._keys):
-            return None, np.zeros(0, dtype=np.int64)
-        return index.keys.copy(), index.rows.copy()
+            return None
+        return index.keys.copy(), index.rows
 
     def _values_in(self, order: np.ndarray) -> dict[str, np.ndarray]:
         return {

@@ -201,13 +201,18 @@ class GroupColumns:
         """The labels as Python text."""
         return self.labels if isinstance(self.labels, list) else self.labels.to_pylist()
 
-    def arrow_labels(self, quoted: Callable[[list[str]], list[str]]) -> Any:
+    def arrow_labels(
+        self, quoted: Callable[[list[str]], list[str]], quote_integers: bool = False
+    ) -> Any:
         """The labels as an Arrow string array, each passed through
-        ``quoted`` (JSON or CSV quoting) unless they are integers, which
-        need none."""
-        if not isinstance(self.labels, list):
-            return self.labels
-        return require("pyarrow").array(quoted(self.labels), require("pyarrow").string())
+        ``quoted`` (JSON or CSV quoting); integer labels need no escaping,
+        only double quotes around them with ``quote_integers`` (JSON keys)."""
+        pa, pc = require("pyarrow"), require("pyarrow.compute")
+        if isinstance(self.labels, list):
+            return pa.array(quoted(self.labels), pa.string())
+        if quote_integers:
+            return pc.binary_join_element_wise('"', self.labels, '"', "")
+        return self.labels
 
 
 def _numbers(values: Any) -> list[float | None]:
@@ -279,10 +284,7 @@ def _render_json(report: dict[str, Any]) -> str:
         return json.dumps(plain, indent=2) + "\n"
     pa, pc = require("pyarrow"), require("pyarrow.compute")
     head = json.dumps({k: v for k, v in report.items() if k != "groups"}, indent=2)
-    labels = groups.arrow_labels(_json_strings)
-    if not isinstance(groups.labels, list):  # integers: quoted as JSON keys
-        labels = pc.binary_join_element_wise('"', labels, '"', "")
-    parts: list[Any] = [labels, ': {"losses": {']
+    parts: list[Any] = [groups.arrow_labels(_json_strings, quote_integers=True), ': {"losses": {']
     for i, (name, values) in enumerate(groups.values.items()):
         parts += [(", " if i else "") + json.dumps(name) + ": ", _number_texts(values, "null")]
     parts += ['}, "rows": ', pc.cast(pa.array(groups.rows, pa.int64()), pa.string()), "}"]
