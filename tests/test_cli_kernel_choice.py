@@ -203,3 +203,11 @@ def test_a_small_file_is_scored_without_importing_numba(tmp_path: Path) -> None:
     assert "NUMBA False 0" in run_fresh(path)
     forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
     assert "NUMBA True 0" in run_fresh(path, forced)
+
+
+def test_the_cost_table_names_losses_with_kernels() -> None:
+    """A misspelt class name would silently get the default cost."""
+    from losskit import spec
+
+    with_kernels = {s.cls.__name__ for s in spec.SPECS if s.kernel is not None}
+    assert set(engine._NUMPY_EXTRA_NS) == with_kernels
