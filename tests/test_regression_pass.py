@@ -11,6 +11,7 @@ import pytest
 import losskit
 from losskit import kernels
 from losskit.streaming import GroupedAccumulator, MultiLossAccumulator
+from tests.spies import record_calls
 
 pytestmark = pytest.mark.skipif(not kernels.available(), reason="needs Numba")
 
@@ -116,15 +117,7 @@ def test_no_pass_where_it_does_not_apply() -> None:
 def test_accumulator_takes_the_pass_and_gives_the_reference_values(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    calls: list[int] = []
-    original = kernels.regression_sums
-
-    def counting(*args: Any) -> Any:
-        result = original(*args)
-        calls.append(result is not None)
-        return result
-
-    monkeypatch.setattr(kernels, "regression_sums", counting)
+    calls = record_calls(monkeypatch, kernels, "regression_sums")
     t, p = data((50_000, 2), "float64", seed=3)
     weight = np.random.default_rng(4).uniform(0.0, 2.0, 50_000)
     names = ["mse", "mae", "mape", "msle", "huber", "log_cosh", "cosine_similarity"]
@@ -148,15 +141,12 @@ def test_accumulator_takes_the_pass_and_gives_the_reference_values(
 def test_grouped_accumulator_takes_the_pass_per_group(
     features: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    calls: list[bool] = []
-    original = kernels.regression_sums
-
-    def counting(*args: Any) -> Any:
-        result = original(*args)
-        calls.append(result is not None and args[-1] is not None)
-        return result
-
-    monkeypatch.setattr(kernels, "regression_sums", counting)
+    calls = record_calls(
+        monkeypatch,
+        kernels,
+        "regression_sums",
+        lambda result, args: result is not None and args[-1] is not None,  # grouped
+    )
     rows = 40_000
     t, p = data((rows, features), "float64", seed=5)
     rng = np.random.default_rng(6)

@@ -26,6 +26,7 @@ import torch
 import losskit
 from losskit import _torch_native
 from tests.cases import CASES, Case, case_inputs
+from tests.spies import record_calls
 from tests.test_fast_path_fuzz import EDGE_CLASSES, TOLERANCE
 
 REDUCTIONS = ("sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none", None)
@@ -295,15 +296,7 @@ def test_torch_loss_before_the_kernels_below_the_crossover(
     a call torch's loss does not take (NumPy targets) still gets the kernels."""
     from losskit import kernels
 
-    calls: list[bool] = []
-    original = kernels.fused_call
-
-    def counting(*args: Any) -> Any:
-        result = original(*args)
-        calls.append(result is not None)
-        return result
-
-    monkeypatch.setattr(kernels, "fused_call", counting)
+    calls = record_calls(monkeypatch, kernels, "fused_call")
     rng = np.random.default_rng(0)
     y_true = rng.normal(size=(512, 64)).astype("float32")
     y_pred = torch.tensor(rng.normal(size=(512, 64)).astype("float32"), requires_grad=True)
