@@ -132,3 +132,33 @@ def test_integer_keys_render_as_the_generic_labels(
     assert run(capsys, *arguments) == fast
     if fmt != "table":  # (the table's 41 columns are cut to the width)
         assert str(int(keys[0])) in fast
+
+
+@pytest.mark.parametrize("with_null", [False, True])
+def test_uint64_keys_beyond_int64_are_groups_not_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], with_null: bool
+) -> None:
+    rng = np.random.default_rng(7)
+    n = 600
+    base = np.uint64(2**63)
+    offsets = rng.integers(0, 3, size=n).astype(np.uint64)
+    keys = pa.array(
+        [None if with_null and i == 5 else int(base + o) for i, o in enumerate(offsets)],
+        pa.uint64(),
+    )
+    y_true, y_pred = rng.normal(size=n), rng.normal(size=n)
+    path = tmp_path / "u64.parquet"
+    pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": keys}), path)
+    report = json.loads(
+        run(capsys, str(path), "--group-by", "g", "--loss", "mse", "--format", "json")
+    )
+    present = np.ones(n, dtype=bool)
+    if with_null:
+        present[5] = False
+    for offset in range(3):
+        rows = present & (offsets == offset)
+        group = report["groups"][str(2**63 + offset)]
+        assert group["rows"] == rows.sum()
+        want = np.mean((y_pred[rows] - y_true[rows]) ** 2)
+        assert group["losses"]["mean_squared_error"] == pytest.approx(want, rel=1e-12)
+    assert ("null" in report["groups"]) is with_null

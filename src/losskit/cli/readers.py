@@ -988,8 +988,9 @@ def _group_codes(
     kind = data.type
     numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
     if numeric and data.null_count == 0:
-        dtype = np.float64 if pa.types.is_floating(kind) else np.int64
-        return _to_numpy(data, dtype), None
+        # uint64 keys keep their type: from 2**63 on they do not fit int64
+        dtype = np.uint64 if kind == pa.uint64() else np.int64
+        return _to_numpy(data, np.float64 if pa.types.is_floating(kind) else dtype), None
     try:
         encoded = data.dictionary_encode()
     except (pa.ArrowNotImplementedError, pa.ArrowTypeError):
