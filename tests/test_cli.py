@@ -477,6 +477,11 @@ def test_all_rows_skipped_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixt
 def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     err = fails([str(tmp_path / "nothing.parquet")], capsys, tmp_path)
     assert "no such file or directory" in err
+    for special in (os.devnull, str(tmp_path / "fifo.csv")):
+        if special != os.devnull:
+            os.mkfifo(special)
+        err = fails([special], capsys, tmp_path)
+        assert f"{special}: not a regular file or a directory" in err
     err = fails([str(tmp_path / "*.parquet")], capsys, tmp_path)
     assert "No file of a supported type" in err
     path = write(make_data(n=10), tmp_path / "data.parquet")

@@ -140,6 +140,8 @@ def find_files(paths: Sequence[str]) -> list[str]:
             if format_of(path) is None:
                 raise CLIError(f"{path}: unsupported file type; supported: {supported}.")
             files = [path]
+        elif os.path.exists(path):  # a FIFO, a device, a socket
+            raise CLIError(f"{path}: not a regular file or a directory; give a file to read.")
         else:
             raise CLIError(f"{path}: no such file or directory.")
         found.extend(files)
