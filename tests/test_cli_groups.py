@@ -14,7 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from losskit.cli import main
+from losskit.cli import evaluate, main
 from losskit.streaming import GroupedAccumulator
 
 
@@ -132,6 +132,36 @@ def test_integer_keys_render_as_the_generic_labels(
     assert run(capsys, *arguments) == fast
     if fmt != "table":  # (the table's 41 columns are cut to the width)
         assert str(int(keys[0])) in fast
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("key_kind", ["text", "integer"])
+def test_groups_rendered_in_slices_are_the_one_slice_output(
+    data: tuple[str, np.ndarray, np.ndarray, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    key_kind: str,
+) -> None:
+    """Large reports render slice by slice on threads; the text must be the
+    one-slice text whatever the slices (here 3 groups each, and an uneven
+    split into as many slices as cores)."""
+    path, y_true, y_pred, keys = data
+    if key_kind == "integer":
+        path = path.replace(".parquet", "_int.parquet")
+        integer_keys = np.array([hash(k) % 997 - 400 for k in keys], dtype=np.int64)
+        y_pred = y_pred.copy()
+        y_pred[:3] = 1e300  # infinite MSE: "null" (JSON) and empty (CSV) cells
+        pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": integer_keys}), path)
+    arguments = (path, "--group-by", "g", "--loss", "mse,mae", "--format", fmt)
+    monkeypatch.setattr(evaluate, "_RENDER_SLICE_GROUPS", 10**9)
+    one_slice = run(capsys, *arguments)
+    for slice_groups in (3, 7):
+        monkeypatch.setattr(evaluate, "_RENDER_SLICE_GROUPS", slice_groups)
+        monkeypatch.setattr(evaluate.os, "cpu_count", lambda: 64)
+        assert run(capsys, *arguments) == one_slice
+    if key_kind == "integer":
+        assert ("null" if fmt == "json" else ",,") in one_slice
 
 
 @pytest.mark.parametrize("with_null", [False, True])

@@ -21,6 +21,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any
@@ -282,14 +283,21 @@ def _render_json(report: dict[str, Any]) -> str:
     if not groups:
         plain = report if groups is None else {**report, "groups": {}}
         return json.dumps(plain, indent=2) + "\n"
-    pa, pc = require("pyarrow"), require("pyarrow.compute")
     head = json.dumps({k: v for k, v in report.items() if k != "groups"}, indent=2)
-    parts: list[Any] = [groups.arrow_labels(_json_strings, quote_integers=True), ': {"losses": {']
-    for i, (name, values) in enumerate(groups.values.items()):
-        parts += [(", " if i else "") + json.dumps(name) + ": ", _number_texts(values, "null")]
-    parts += ['}, "rows": ', pc.cast(pa.array(groups.rows, pa.int64()), pa.string()), "}"]
-    lines = pc.binary_join_element_wise(*parts, "").to_pylist()
-    body = ",\n    ".join(lines)
+    labels = groups.arrow_labels(_json_strings, quote_integers=True)
+    names = [json.dumps(name) for name in groups.values]
+    separator = ",\n    "
+
+    def lines(start: int, stop: int) -> str:
+        pa, pc = require("pyarrow"), require("pyarrow.compute")
+        parts: list[Any] = [labels[start:stop], ': {"losses": {']
+        for i, (name, values) in enumerate(zip(names, groups.values.values(), strict=True)):
+            parts += [(", " if i else "") + name + ": ", _number_texts(values[start:stop], "null")]
+        rows = pc.cast(pa.array(groups.rows[start:stop], pa.int64()), pa.string())
+        parts += ['}, "rows": ', rows, "}" + separator]
+        return _concatenated(pc.binary_join_element_wise(*parts, ""))
+
+    body = _by_slices(len(groups), lines)[: -len(separator)]
     return f'{head[:-2]},\n  "groups": {{\n    {body}\n  }}\n}}\n'
 
 
@@ -332,28 +340,50 @@ def _render_csv(report: dict[str, Any]) -> str:
     line = ["" if overall[n] is None else repr(overall[n]) for n in names]
     writer.writerow([*(["all", ""] if grouped else []), report["rows"], *line])
     if groups:
-        pa, pc = require("pyarrow"), require("pyarrow.compute")
         labels = groups.arrow_labels(_csv_fields)
-        rows = pc.cast(pa.array(groups.rows, pa.int64()), pa.string())
-        texts = [_number_texts(groups.values[n], "") for n in names]
-        texts[-1] = pc.binary_join_element_wise(texts[-1], "", "\n")  # ends each line
-        lines = pc.binary_join_element_wise("group", labels, rows, *texts, ",")
-        out.write(_concatenated(lines))
+
+        def lines(start: int, stop: int) -> str:
+            pa, pc = require("pyarrow"), require("pyarrow.compute")
+            rows = pc.cast(pa.array(groups.rows[start:stop], pa.int64()), pa.string())
+            texts = [_number_texts(groups.values[n][start:stop], "") for n in names]
+            texts[-1] = pc.binary_join_element_wise(texts[-1], "", "\n")  # ends each line
+            return _concatenated(
+                pc.binary_join_element_wise("group", labels[start:stop], rows, *texts, ",")
+            )
+
+        out.write(_by_slices(len(groups), lines))
     return out.getvalue()
+
+
+# Groups rendered per thread at least: Arrow's casts and joins release the
+# GIL, so the slices of 10^6 groups render on every core (7 * 10^6 numbers
+# to text took 0.45 s on one of 2 cores, 0.24 s on both).
+_RENDER_SLICE_GROUPS = 1 << 17
+
+
+def _by_slices(n: int, render_slice: Callable[[int, int], str]) -> str:
+    """``render_slice(start, stop)`` over consecutive slices of ``range(n)``,
+    on as many threads as there are cores (one slice for small ``n``), joined."""
+    slices = max(1, min(os.cpu_count() or 1, n // _RENDER_SLICE_GROUPS))
+    bounds = [n * i // slices for i in range(slices + 1)]
+    if slices == 1:
+        return render_slice(0, n)
+    with ThreadPoolExecutor(slices) as pool:
+        return "".join(pool.map(render_slice, bounds[:-1], bounds[1:]))
 
 
 def _concatenated(texts: Any) -> str:
     """The strings of an Arrow string array, one after another: its data
-    buffer, read at once rather than as a Python string per line."""
+    buffer, decoded at once rather than as a Python string per line."""
     pa = require("pyarrow")
     if isinstance(texts, pa.ChunkedArray):
         texts = texts.combine_chunks()
     if len(texts) == 0:
         return ""
-    texts = texts.cast(pa.large_string())  # 64-bit offsets
-    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64)
+    wide = pa.types.is_large_string(texts.type)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64 if wide else np.int32)
     start, stop = int(offsets[texts.offset]), int(offsets[texts.offset + len(texts)])
-    return bytes(memoryview(texts.buffers()[2])[start:stop]).decode("utf-8")
+    return str(memoryview(texts.buffers()[2])[start:stop], "utf-8")
 
 
 def _csv_fields(texts: list[str]) -> list[str]:
