@@ -588,11 +588,70 @@ def test_integer_keys_factorize_as_numpy_unique(dtype: Any, spread: int) -> None
         high = min(low + spread, int(info.max))
         keys = rng.integers(low, high, size=50, endpoint=True, dtype=dtype)
         unique, inverse = np.unique(keys, return_inverse=True)
-        listed, codes = streaming._factorize(keys)
+        found, codes = streaming._factorize(keys)
+        # an int64 array where every key fits one, else Python ints
+        fits = int(unique[-1]) < 2**63
+        assert isinstance(found, np.ndarray) == fits
+        listed = found.tolist() if fits else found
         assert listed == unique.tolist()
         assert all(type(k) is int for k in listed)
         np.testing.assert_array_equal(codes, inverse)
-    assert streaming._factorize(np.zeros(0, dtype=dtype))[0] == []
+    assert len(streaming._factorize(np.zeros(0, dtype=dtype))[0]) == 0
+
+
+INDEX_BATCHES = {
+    "dense": [np.arange(0, 40), np.arange(30, 90), np.array([5, 89])],
+    "rising": [np.arange(k * 1000, k * 1000 + 700) for k in range(12)],
+    "falling": [np.arange(-k * 1000 - 700, -k * 1000) for k in range(12)],
+    "sparse then dense": [np.array([-(2**61), 2**61]), np.arange(0, 50), np.array([2**61])],
+    "dense then sparse": [np.arange(0, 3000), np.array([10**15, 1, -(10**15)]), np.arange(0, 5)],
+    "extremes": [np.array([2**63 - 1, -(2**63), 0]), np.array([-(2**63), 7])],
+    "near the table's limits": [np.array([2**62 - 2, 2**62 - 1]), np.array([-(2**62) + 1])],
+}
+
+
+@pytest.mark.parametrize("batches", INDEX_BATCHES.values(), ids=INDEX_BATCHES.keys())
+def test_integer_index_gives_each_key_one_row_as_a_dict_would(batches: list[Any]) -> None:
+    """_IntegerIndex (a table while keys are dense, binary search after)
+    gives the rows a dict of first appearances gives, and lists its keys in
+    order, through every switch between its two forms."""
+    from losskit.streaming import _IntegerIndex
+
+    rng = np.random.default_rng(len(batches))
+    index, reference = _IntegerIndex(), {}
+    for batch in batches:
+        keys = rng.permutation(np.asarray(batch, dtype=np.int64))
+        rows, new_keys, new_rows = index.rows_for(keys, len(reference))
+        expected_new = [k for k in keys.tolist() if k not in reference]
+        assert new_keys.tolist() == expected_new
+        for key in expected_new:
+            reference[key] = len(reference)
+        assert rows.tolist() == [reference[k] for k in keys.tolist()]
+        assert new_rows.tolist() == [reference[k] for k in expected_new]
+        assert index.size == len(reference)
+        ordered_keys, ordered_rows = index.in_key_order()
+        assert ordered_keys.tolist() == sorted(reference)
+        assert ordered_rows.tolist() == [reference[k] for k in sorted(reference)]
+    if batches is INDEX_BATCHES["rising"]:  # doubling, not a table per batch
+        assert index.table is not None and index.table.size <= 4 * index.size + 1024
+
+
+def test_grouped_integer_keys_over_many_batches_as_one_batch() -> None:
+    """Integer keys in any order over many batches (the index switching from
+    a table to binary search half-way) group as the same keys in one batch."""
+    rng = np.random.default_rng(11)
+    keys = np.concatenate([rng.integers(0, 500, 3000), rng.integers(-(10**12), 10**12, 300)])
+    y_true, y_pred = rng.normal(size=(keys.size, 1)), rng.normal(size=(keys.size, 1))
+    whole, batched = GroupedAccumulator(["mse", "mae"]), GroupedAccumulator(["mse", "mae"])
+    whole.update(y_true, y_pred, groups=keys)
+    for part in np.array_split(np.arange(keys.size), 17):
+        batched.update(y_true[part], y_pred[part], groups=keys[part])
+    assert batched.samples == whole.samples
+    got, want = batched.result(), whole.result()
+    assert list(got) == list(want) == sorted(set(keys.tolist()))
+    for key in want:
+        for name, value in want[key].items():
+            assert got[key][name] == pytest.approx(value, rel=1e-14)
 
 
 @pytest.mark.parametrize("seed", range(6))

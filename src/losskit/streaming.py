@@ -72,7 +72,6 @@ Keras returns an empty array.
 
 from __future__ import annotations
 
-import contextlib
 import datetime
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -736,33 +735,98 @@ def _as_integers(keys: Sequence[Hashable]) -> np.ndarray | None:
 
 
 class _IntegerIndex:
-    """The rows of integer group keys, found by binary search in a sorted
-    array: a batch of 10^6 keys is looked up without a Python call per key
-    (a dict lookup per key was a fifth of the grouped time)."""
+    """The rows of integer group keys, found without a Python call per key
+    (a dict lookup per key was a fifth of the grouped time): while the keys
+    span a range not much wider than their number (ids, codes), a table
+    indexed by key minus the smallest key; beyond, binary search in a
+    sorted array.
+
+    >>> index = _IntegerIndex()
+    >>> index.rows_for(np.array([7, 3]), 0)[0]
+    array([0, 1])
+    >>> index.rows_for(np.array([3, 9]), 2)[0]
+    array([1, 2])
+    >>> index.in_key_order()
+    (array([3, 7, 9]), array([1, 0, 2]))
+    """
 
     def __init__(self) -> None:
-        self.keys = np.zeros(0, dtype=np.int64)  # sorted
+        self.size = 0
+        # dense: table[key - low] is the key's row, -1 where no key
+        self.low = 0
+        self.table: np.ndarray | None = np.zeros(0, dtype=np.int64)
+        # sparse (table None): the keys sorted, and their rows
+        self.keys = np.zeros(0, dtype=np.int64)
         self.rows = np.zeros(0, dtype=np.int64)
 
     def rows_for(
         self, keys: np.ndarray, next_row: int
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The row of each of the distinct ``keys``; new keys get rows from
-        ``next_row`` on, in their order.  Returns (rows, new keys, their rows)."""
+        """The row of each of the distinct int64 ``keys``; new keys get rows
+        from ``next_row`` on, in their order.  Returns (rows, new keys, their rows)."""
+        if self.table is not None and keys.size and not self._cover(keys):
+            self.keys, self.rows = self.in_key_order()
+            self.table = None
+        rows = self._find(keys)
+        new = rows < 0
+        new_keys = keys[new]
+        new_rows = np.arange(next_row, next_row + new_keys.size, dtype=np.int64)
+        rows[new] = new_rows
+        if new_keys.size:
+            self._insert(new_keys, new_rows)
+        self.size += new_keys.size
+        return rows, new_keys, new_rows
+
+    def in_key_order(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every key, ascending, and its row."""
+        if self.table is None:
+            return self.keys, self.rows
+        present = np.flatnonzero(self.table >= 0)
+        return present + self.low, self.table[present]
+
+    def _cover(self, keys: np.ndarray) -> bool:
+        """Widen the table to ``keys``' range unless it would grow too sparse
+        (more than 4 entries per key, with 1024 to spare); False then."""
+        low, high = int(keys.min()), int(keys.max())
+        assert self.table is not None
+        if self.table.size:
+            low, high = min(low, self.low), max(high, self.low + self.table.size - 1)
+        span = high - low + 1
+        if span > 4 * (self.size + keys.size) + 1024 or not -(2**62) < low <= high < 2**62:
+            return False
+        if span > self.table.size or low < self.low:
+            # doubling, so keys that rise batch by batch cost linear time
+            length = min(max(span, 2 * self.table.size), 4 * (self.size + keys.size) + 1024)
+            if not self.table.size:
+                start = low
+            elif low < self.low:  # the room to grow below
+                start = high - length + 1
+            else:
+                start = self.low
+            table = np.full(length, -1, dtype=np.int64)
+            at = self.low - start
+            table[at : at + self.table.size] = self.table
+            self.table, self.low = table, start
+        return True
+
+    def _find(self, keys: np.ndarray) -> np.ndarray:
+        if self.table is not None:
+            return self.table[keys - self.low] if keys.size else keys.copy()
         position = np.searchsorted(self.keys, keys)
         found = position < self.keys.size
         found[found] = self.keys[position[found]] == keys[found]
-        rows = np.empty(keys.size, dtype=np.int64)
+        rows = np.full(keys.size, -1, dtype=np.int64)
         rows[found] = self.rows[position[found]]
-        new_keys = keys[~found]
-        new_rows = np.arange(next_row, next_row + new_keys.size, dtype=np.int64)
-        rows[~found] = new_rows
-        if new_keys.size:
-            order = np.argsort(new_keys, kind="stable")
-            at = np.searchsorted(self.keys, new_keys[order])
-            self.keys = np.insert(self.keys, at, new_keys[order])
-            self.rows = np.insert(self.rows, at, new_rows[order])
-        return rows, new_keys, new_rows
+        return rows
+
+    def _insert(self, keys: np.ndarray, rows: np.ndarray) -> None:
+        if self.table is not None:
+            self.table[keys - self.low] = rows
+            return
+        order = np.argsort(keys, kind="stable")
+        at = np.searchsorted(self.keys, keys[order])
+        self.keys = np.insert(self.keys, at, keys[order])
+        self.rows = np.insert(self.rows, at, rows[order])
 
 
 class _Accumulation:
@@ -808,13 +872,14 @@ class _Accumulation:
         """The loss objects."""
         return [kernel.loss for kernel in self._kernels]
 
-    def _rows_for(self, keys: Sequence[Hashable], integers: np.ndarray | None = None) -> np.ndarray:
+    def _rows_for(self, keys: Sequence[Hashable] | np.ndarray) -> np.ndarray:
         """The row of each of ``keys`` (distinct, normalised by
-        :func:`_hashable`), adding rows for new keys.  ``integers``: the same
-        keys as an int64 array, when they are integers (looked up without a
-        Python call per key while every key so far has been an integer)."""
+        :func:`_hashable`, or an int64 array), adding rows for new keys.
+        Integer keys are looked up without a Python call per key while every
+        key so far has been an integer."""
         index = self._integer_index
-        if index is not None and integers is None:
+        integers = keys if isinstance(keys, np.ndarray) else None
+        if index is not None and not isinstance(keys, np.ndarray):
             integers = _as_integers(keys)
             if integers is None:  # from now on, the dict (filled only now)
                 self._integer_index = index = None
@@ -823,6 +888,8 @@ class _Accumulation:
             rows, new_keys, _ = index.rows_for(integers, len(self._keys))
             self._keys.extend(new_keys.tolist())
         else:
+            if isinstance(keys, np.ndarray):
+                keys = keys.tolist()
             found = list(map(self._index.get, keys))
             if None in found:
                 for i, row in enumerate(found):
@@ -863,12 +930,9 @@ class _Accumulation:
                 raise ValueError(
                     f"`groups` has {keys.shape[0]} keys for {_batch_size(y_pred)} samples."
                 )
-            integers = None
+            unique_keys: list[Hashable] | np.ndarray
             if group_keys is None:
                 unique_keys, inverse = _factorize(keys)
-                if keys.dtype.kind in "iu" and unique_keys:
-                    with contextlib.suppress(OverflowError):
-                        integers = np.array(unique_keys, dtype=np.int64)
             else:
                 unique_keys, inverse = _decode(keys, group_keys)
             n = len(unique_keys)
@@ -883,7 +947,7 @@ class _Accumulation:
         ]
         # Only once every loss accepted the batch does the state change.
         if groups is not None:
-            rows = self._rows_for(unique_keys, integers)
+            rows = self._rows_for(unique_keys)
         for sums, batch in zip(self._sums, batches, strict=True):
             sums.add(rows, batch)
         self._samples[rows] += counts
@@ -1024,7 +1088,7 @@ def _merge_equal_keys(
     return list(index), remap[inverse]
 
 
-def _dense_factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray] | None:
+def _dense_factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     """:func:`numpy.unique` with ``return_inverse`` for integer keys spanning
     a range not much wider than their number, through a table indexed by
     value, in linear time (no sort); None for other keys."""
@@ -1040,18 +1104,21 @@ def _dense_factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray] | No
     unique = np.flatnonzero(present)
     table = np.empty(span, dtype=np.int64)
     table[unique] = np.arange(unique.size, dtype=np.int64)
-    return (unique + low).tolist(), table[offsets]
+    return unique + low, table[offsets]
 
 
-def _factorize(keys: np.ndarray) -> tuple[list[Hashable], np.ndarray]:
+def _factorize(keys: np.ndarray) -> tuple[list[Hashable] | np.ndarray, np.ndarray]:
     """Distinct keys (NaN and None are one missing key, None) and each
-    sample's index into them."""
+    sample's index into them; integer keys that fit int64 as an int64 array
+    (no Python object per key), other keys as a list."""
     if keys.dtype.kind in "biu":
         dense = _dense_factorize(keys)
         if dense is not None:
             return dense
         unique, inverse = np.unique(keys, return_inverse=True)
-        return unique.tolist(), inverse.reshape(-1)
+        if keys.dtype.kind == "b" or (unique.size and unique[-1] > np.iinfo(np.int64).max):
+            return unique.tolist(), inverse.reshape(-1)
+        return unique.astype(np.int64), inverse.reshape(-1)
     if keys.dtype.kind == "f":  # np.unique puts every NaN last, as one
         unique, inverse = np.unique(keys, return_inverse=True)
         listed = unique.tolist()
@@ -1426,9 +1493,10 @@ class GroupedAccumulator(_Accumulation):
         binary-search index (already sorted), or None where a key is not an
         integer."""
         index = self._integer_index
-        if index is None or index.keys.size != len(self._keys):
+        if index is None or index.size != len(self._keys):
             return None
-        return index.keys.copy(), index.rows
+        keys, rows = index.in_key_order()
+        return keys.copy(), rows
 
     def _values_in(self, order: np.ndarray) -> dict[str, np.ndarray]:
         return {
