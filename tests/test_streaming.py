@@ -633,7 +633,8 @@ def test_integer_index_gives_each_key_one_row_as_a_dict_would(batches: list[Any]
         assert ordered_keys.tolist() == sorted(reference)
         assert ordered_rows.tolist() == [reference[k] for k in sorted(reference)]
     if batches is INDEX_BATCHES["rising"]:  # doubling, not a table per batch
-        assert index.table is not None and index.table.size <= 4 * index.size + 1024
+        assert index.table is not None
+        assert index.table.size <= 4 * index.size + 1024
 
 
 def test_grouped_integer_keys_over_many_batches_as_one_batch() -> None:
@@ -681,6 +682,63 @@ def test_compiled_compensated_sums_equal_the_numpy_ones(seed: int, monkeypatch: 
     np.testing.assert_array_equal(compiled.compensation, plain.compensation)
     if seed % 3 < 2:  # an inf or NaN went in
         assert not np.isfinite(compiled.value).all()
+
+
+@pytest.mark.parametrize("special", ["finite", "inf", "nan", "overflow", "cancelling"])
+def test_compiled_collapse_of_the_groups_equals_the_pairwise_tree(
+    special: str, monkeypatch: Any
+) -> None:
+    """Summing every group into one (the overall loss of a grouped run) by the
+    compiled loop gives the pairwise tree's total: to the last bits where
+    finite, the same inf or NaN where not, flags by minimum."""
+    pytest.importorskip("numba")
+    from losskit import streaming
+
+    rng = np.random.default_rng(3)
+    sums = streaming._Sums(4, (3,))
+    sums.grow(5000)
+    values = rng.normal(size=(5000, 4)) * 10.0 ** rng.integers(-12, 12, (5000, 4))
+    values[:, 3] = 1.0
+    values[4321, 3] = 0.0
+    values[:, 2] = rng.integers(0, 1000, 5000)  # counts: exact either way
+    if special == "inf":
+        values[17, 0] = np.inf
+    elif special == "nan":
+        values[17, 1] = np.nan
+    elif special == "overflow":
+        values[[5, 6], 0] = 1.7e308
+    elif special == "cancelling":
+        values[:2500, 0] = 1e20 * np.arange(2500)
+        values[2500:, 0] = -values[:2500, 0]
+        values[0, 0] = 3.0
+    compensation = np.nan_to_num(values * rng.normal(size=values.shape) * 1e-9, posinf=0.0)
+    compensation[:, 3] = 0.0
+    if special == "cancelling":  # only the rounding errors of the cancelling sums count
+        compensation[:, 0] = 0.0
+    sums.add(np.arange(5000), values, compensation)
+    compiled = sums.collapsed()
+    with monkeypatch.context() as patch:
+        patch.setattr(streaming, "_ADD_KERNEL", [None])
+        tree = sums.collapsed()
+    exact = []
+    for j in (0, 1, 2):
+        try:
+            exact.append(math.fsum([*sums.value[:, j], *sums.compensation[:, j]]))
+        except OverflowError:
+            exact.append(math.inf)
+    for (value, compensation), name in ((compiled, "compiled"), (tree, "tree")):
+        totals = np.where(np.isfinite(value), value + compensation, value)[0]
+        assert totals[3] == 0.0, name
+        assert totals[2] == exact[2], name
+        for j in (0, 1):
+            if math.isfinite(exact[j]) and special != "overflow":
+                assert totals[j] == pytest.approx(exact[j], rel=1e-15, abs=1e-300), (name, j)
+    np.testing.assert_array_equal(np.isfinite(compiled[0]), np.isfinite(tree[0]))
+    np.testing.assert_array_equal(np.isnan(compiled[0]), np.isnan(tree[0]))
+    if special in ("inf", "overflow"):
+        assert compiled[0][0, 0] == tree[0][0, 0] == np.inf
+    if special == "cancelling":
+        assert compiled[0][0, 0] + compiled[1][0, 0] == pytest.approx(exact[0], rel=1e-15)
 
 
 def test_a_small_ungrouped_evaluation_does_not_import_numba() -> None:

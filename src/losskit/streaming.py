@@ -583,11 +583,7 @@ class _Sums:
 
     def add(self, rows: np.ndarray, values: np.ndarray, compensation: Any = 0.0) -> None:
         """Add ``values`` (plus ``compensation``) to the distinct ``rows``."""
-        # Few rows (ungrouped, or few groups): NumPy, without importing Numba,
-        # which would add its import to a small file's start-up.
-        kernel = None
-        if rows.size >= _KERNEL_MIN_ROWS and not kernels.declined_here():
-            kernel = _compensated_add_kernel()
+        kernel = _add_kernel_for(rows.size)
         if kernel is not None:
             extra = np.asarray(compensation, dtype=np.float64)
             has_extra = not (extra.ndim == 0 and extra == 0.0)
@@ -637,6 +633,14 @@ class _Sums:
         groups together, as (value, compensation) rows of one row each."""
         value = np.zeros((1, self._value.shape[1]))
         compensation = np.zeros_like(value)
+        if _add_kernel_for(self.rows) is not None:
+            # the rows added one after another into one, by the compiled loop
+            # (repeated rows are fine there): one pass, where the tree below
+            # takes a pass per level
+            into = _Sums(value.shape[1], self.flags)
+            into.grow(1)
+            into.add(np.zeros(self.rows, dtype=np.int64), self.value, self.compensation)
+            return into.value.copy(), into.compensation.copy()
         for field in range(value.shape[1]):
             column = self.value[:, field]
             if field in self.flags:
@@ -650,6 +654,16 @@ class _Sums:
 
 _ADD_KERNEL: list[Any] = []
 _KERNEL_MIN_ROWS = 1024  # groups in one batch from which the Numba loop pays off
+
+
+def _add_kernel_for(rows: int) -> Any:
+    """The compiled loop of :meth:`_Sums.add` for adding ``rows`` rows, or
+    None: NumPy for few rows (ungrouped, or few groups), without importing
+    Numba, which would add its import to a small file's start-up; and
+    where the kernels are declined."""
+    if rows < _KERNEL_MIN_ROWS or kernels.declined_here():
+        return None
+    return _compensated_add_kernel()
 
 
 def _compensated_add_kernel() -> Any:
@@ -711,9 +725,10 @@ def _two_sum_tree(values: np.ndarray, compensation: np.ndarray) -> tuple[float, 
         if a.shape[0] % 2:
             a = np.append(a, 0.0)
         x, y = a[0::2], a[1::2]
-        total = x + y
-        virtual = total - x
-        errors += float(((x - (total - virtual)) + (y - virtual)).sum())
+        with np.errstate(over="ignore", invalid="ignore"):  # an overflow: the sum is inf
+            total = x + y
+            virtual = total - x
+            errors += float(((x - (total - virtual)) + (y - virtual)).sum())
         a = total
     return (float(a[0]) if a.shape[0] else 0.0), errors
 
