@@ -346,12 +346,12 @@ def _render_csv(report: dict[str, Any]) -> str:
             pa, pc = require("pyarrow"), require("pyarrow.compute")
             rows = pc.cast(pa.array(groups.rows[start:stop], pa.int64()), pa.string())
             texts = [_number_texts(groups.values[n][start:stop], "") for n in names]
-            texts[-1] = pc.binary_join_element_wise(texts[-1], "", "\n")  # ends each line
+            # each line starts with the line break that ends the one before
             return _concatenated(
-                pc.binary_join_element_wise("group", labels[start:stop], rows, *texts, ",")
+                pc.binary_join_element_wise("\ngroup", labels[start:stop], rows, *texts, ",")
             )
 
-        out.write(_by_slices(len(groups), lines))
+        return out.getvalue()[:-1] + _by_slices(len(groups), lines) + "\n"
     return out.getvalue()
 
 
