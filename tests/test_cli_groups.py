@@ -82,6 +82,33 @@ def test_csv_groups_read_back_exactly(
         )
 
 
+@pytest.mark.parametrize("key_kind", ["text", "integer"])
+def test_threads_sharing_one_accumulator_count_every_batch_once(
+    data: tuple[str, np.ndarray, np.ndarray, list[str]],
+    capsys: pytest.CaptureFixture[str],
+    key_kind: str,
+) -> None:
+    """Three computing threads add 31 batches into one accumulator (under a
+    lock): the groups, their rows and their losses are those of one thread."""
+    path, y_true, y_pred, keys = data
+    if key_kind == "integer":
+        path = path.replace(".parquet", "_int.parquet")
+        integer_keys = np.array([hash(k) % 997 for k in keys], dtype=np.int64)
+        pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": integer_keys}), path)
+    arguments = [path, "--group-by", "g", "--loss", "mse,mae", "--format", "json"]
+    arguments += ["--batch-rows", "97"]
+    one = json.loads(run(capsys, *arguments, "--jobs", "1"))
+    three = json.loads(run(capsys, *arguments, "--jobs", "3"))
+    assert three["rows"] == one["rows"] == len(keys)
+    assert list(three["groups"]) == list(one["groups"])
+    for label, group in one["groups"].items():
+        assert three["groups"][label]["rows"] == group["rows"]
+        for name, value in group["losses"].items():
+            assert three["groups"][label]["losses"][name] == pytest.approx(value, rel=1e-14)
+    for name, value in one["losses"].items():
+        assert three["losses"][name] == pytest.approx(value, rel=1e-14)
+
+
 # -- integer keys as arrays ------------------------------------------------------
 
 

@@ -177,7 +177,7 @@ def test_declined_is_for_this_thread_only() -> None:
     assert kernels.fused_call(mse, x, x + 1, None, None) == 1.0
 
 
-def run_fresh(path: Path, setup: str = "") -> str:
+def run_fresh(path: Path, setup: str = "", *options: str) -> str:
     """``losskit evaluate --loss mse`` in a fresh process; prints whether
     Numba was imported."""
     code = textwrap.dedent(
@@ -185,7 +185,7 @@ def run_fresh(path: Path, setup: str = "") -> str:
         import sys
         from losskit.cli import engine, main
         {setup}
-        arguments = ["evaluate", "--loss", "mse", "--no-progress", "--format", "json"]
+        arguments = ["evaluate", "--loss", "mse", "--no-progress", "--format", "json", *{options!r}]
         status = main([*arguments, {str(path)!r}])
         print("NUMBA", "numba" in sys.modules, status)
         """
@@ -203,6 +203,21 @@ def test_a_small_file_is_scored_without_importing_numba(tmp_path: Path) -> None:
     assert "NUMBA False 0" in run_fresh(path)
     forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
     assert "NUMBA True 0" in run_fresh(path, forced)
+
+
+def test_a_grouped_run_without_kernels_does_not_import_numba_for_its_total(
+    tmp_path: Path,
+) -> None:
+    """The overall loss of 2^13 groups (summed from the groups, by the compiled
+    loop where it is loaded) must not load Numba for that alone."""
+    path = tmp_path / "data.parquet"
+    b = batch(1 << 15)
+    keys = np.arange(1 << 15) % (1 << 13)
+    table = pa.table({"y_true": b.y_true[:, 0], "y_pred": b.y_pred[:, 0], "g": keys})
+    pq.write_table(table, path)
+    assert "NUMBA False 0" in run_fresh(path, "", "--group-by", "g")
+    forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
+    assert "NUMBA True 0" in run_fresh(path, forced, "--group-by", "g")
 
 
 def test_the_cost_table_names_losses_with_kernels() -> None:

@@ -72,6 +72,7 @@ Keras returns an empty array.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import math
 from collections.abc import Hashable, Iterable, Mapping, Sequence
@@ -633,10 +634,11 @@ class _Sums:
         groups together, as (value, compensation) rows of one row each."""
         value = np.zeros((1, self._value.shape[1]))
         compensation = np.zeros_like(value)
-        if _add_kernel_for(self.rows) is not None:
-            # the rows added one after another into one, by the compiled loop
-            # (repeated rows are fine there): one pass, where the tree below
-            # takes a pass per level
+        if _ADD_KERNEL and _add_kernel_for(self.rows) is not None:
+            # Where the compiled loop is loaded already (never loading Numba
+            # for this alone), the rows added one after another into one by
+            # it (repeated rows are fine there): one pass, where the tree
+            # below takes a pass per level.
             into = _Sums(value.shape[1], self.flags)
             into.grow(1)
             into.add(np.zeros(self.rows, dtype=np.int64), self.value, self.compensation)
@@ -844,6 +846,15 @@ class _IntegerIndex:
         self.rows = np.insert(self.rows, at, rows[order])
 
 
+@dataclasses.dataclass
+class _BatchStatistics:
+    """What one batch adds to an accumulator (see _Accumulation._batch_statistics)."""
+
+    keys: list[Hashable] | np.ndarray | None  # the batch's distinct groups; None: ungrouped
+    samples: np.ndarray  # per group
+    per_loss: list[np.ndarray]  # each loss's (groups, fields) sums
+
+
 class _Accumulation:
     """Shared machinery: several losses, each with one row of sums per group."""
 
@@ -931,8 +942,25 @@ class _Accumulation:
         groups: Any,
         group_keys: Sequence[Any] | None = None,
     ) -> None:
+        self._add_statistics(
+            self._batch_statistics(y_true, y_pred, sample_weight, mask, groups, group_keys)
+        )
+
+    def _batch_statistics(
+        self,
+        y_true: Any,
+        y_pred: Any,
+        sample_weight: Any,
+        mask: Any,
+        groups: Any,
+        group_keys: Sequence[Any] | None = None,
+    ) -> _BatchStatistics:
+        """What a batch adds, computed without reading or changing the
+        accumulated state: threads may compute batches at once, as long as
+        :meth:`_add_statistics` adds them one at a time."""
+        unique_keys: list[Hashable] | np.ndarray | None = None
         if groups is None:
-            inverse, rows, n = None, np.zeros(1, dtype=np.int64), 1
+            inverse, n = None, 1
             batch_rows = _batch_size(y_pred)
             counts = np.array([batch_rows])
         else:
@@ -945,7 +973,6 @@ class _Accumulation:
                 raise ValueError(
                     f"`groups` has {keys.shape[0]} keys for {_batch_size(y_pred)} samples."
                 )
-            unique_keys: list[Hashable] | np.ndarray
             if group_keys is None:
                 unique_keys, inverse = _factorize(keys)
             else:
@@ -960,12 +987,18 @@ class _Accumulation:
             kernel.batch(y_true, y_pred, sample_weight, mask, inverse, n, total)
             for kernel, total in zip(self._kernels, totals, strict=True)
         ]
-        # Only once every loss accepted the batch does the state change.
-        if groups is not None:
-            rows = self._rows_for(unique_keys)
-        for sums, batch in zip(self._sums, batches, strict=True):
+        return _BatchStatistics(unique_keys, counts, batches)
+
+    def _add_statistics(self, statistics: _BatchStatistics) -> None:
+        """Add a batch's statistics: the state changes only here, once every
+        loss has accepted the batch."""
+        if statistics.keys is None:
+            rows = np.zeros(1, dtype=np.int64)
+        else:
+            rows = self._rows_for(statistics.keys)
+        for sums, batch in zip(self._sums, statistics.per_loss, strict=True):
             sums.add(rows, batch)
-        self._samples[rows] += counts
+        self._samples[rows] += statistics.samples
 
     def _one_pass_totals(
         self,

@@ -17,7 +17,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Hashable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from losskit import _config, kernels, registry
 from losskit.cli import readers
@@ -63,6 +63,9 @@ class Work:
     shapes_at: str = ""
     domains: DomainChecks | None = None
     use_kernels: bool = True
+    # Set where threads share one accumulator (see run_local): held while a
+    # batch's statistics are added, not while they are computed.
+    adding: threading.Lock | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def empty(cls, plan: Plan) -> Work:
@@ -110,7 +113,18 @@ class Work:
 
     def _accumulate(self, batch: readers.Batch, where: str) -> None:
         try:
-            if isinstance(self.accumulator, GroupedAccumulator):
+            if self.adding is not None:
+                statistics = self.accumulator._batch_statistics(
+                    batch.y_true,
+                    batch.y_pred,
+                    batch.sample_weight,
+                    None,
+                    batch.groups,
+                    batch.group_keys,
+                )
+                with self.adding:
+                    self.accumulator._add_statistics(statistics)
+            elif isinstance(self.accumulator, GroupedAccumulator):
                 self.accumulator.update(
                     batch.y_true,
                     batch.y_pred,
@@ -132,7 +146,8 @@ class Work:
     def merge(self, other: Work) -> Work:
         if other.shapes is not None:
             self._check_shapes(other.shapes, other.shapes_at)
-        self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
+        if other.accumulator is not self.accumulator:
+            self.accumulator.merge(other.accumulator)  # type: ignore[arg-type]
         if self.histogram is not None and other.histogram is not None:
             self.histogram.merge(other.histogram)
         if self.domains is not None and other.domains is not None:
@@ -312,7 +327,14 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
             if progress is not None:
                 progress.advance(batch.rows + batch.skipped, batch.nbytes)
         return work
+    # One accumulator for every thread: each computes its batches' statistics
+    # and adds them under a lock.  An accumulator per thread held each group
+    # once per thread and merged them at the end: with 10^6 groups, 0.5 GB
+    # more and slower than one thread.
     works = [Work.empty(plan) for _ in range(jobs)]
+    adding = threading.Lock()
+    for work in works:
+        work.accumulator, work.adding = works[0].accumulator, adding
     pending: queue.Queue[tuple[int, readers.Batch] | None] = queue.Queue(maxsize=jobs)
     # The error reported is the first batch's in file order, whichever thread
     # meets its error first: the same message on every run.
