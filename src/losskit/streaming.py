@@ -601,7 +601,7 @@ class _Sums:
                 flags,
             )
             return
-        s = self._value[rows]
+        s = np.take(self._value, rows, axis=0)
         total = s + values
         with np.errstate(invalid="ignore", over="ignore"):
             # Knuth's TwoSum: the rounding error of s + values, exactly, without
@@ -615,14 +615,14 @@ class _Sums:
             # a non-finite total (and only that) makes its error NaN
             if not np.isfinite(error.sum()):
                 error[~np.isfinite(total)] = 0.0
-        error += self._compensation[rows]
+        error += np.take(self._compensation, rows, axis=0)
         if not (np.isscalar(compensation) and compensation == 0.0):
             error += compensation
         for flag in self.flags:
             total[:, flag] = np.minimum(s[:, flag], values[:, flag])
             error[:, flag] = 0.0
-        self._value[rows] = total
-        self._compensation[rows] = error
+        _put_rows(self._value, rows, total)
+        _put_rows(self._compensation, rows, error)
 
     def totals(self) -> np.ndarray:
         value = self.value
@@ -652,6 +652,14 @@ class _Sums:
                     column, self.compensation[:, field]
                 )
         return value, compensation
+
+
+def _put_rows(table: np.ndarray, rows: np.ndarray, values: np.ndarray) -> None:
+    """``table[rows] = values`` for a C-ordered float64 table: each row put as
+    one opaque item (3x faster than NumPy's fancy assignment of 2-D rows)."""
+    row = np.dtype((np.void, table.itemsize * table.shape[1]))
+    items = np.ascontiguousarray(values, dtype=np.float64).view(row).reshape(-1)
+    np.put(table.view(row).reshape(-1), rows, items)
 
 
 _ADD_KERNEL: list[Any] = []
