@@ -109,6 +109,51 @@ def test_threads_sharing_one_accumulator_count_every_batch_once(
         assert three["losses"][name] == pytest.approx(value, rel=1e-14)
 
 
+TEXT_KEYS = {
+    "plain": ["a", "b10", "user 7", ""],
+    "comma": ["a,b", "c"],
+    "quote inside": ['say "hi"', "x"],
+    "backslash": ["back\\slash", "y"],
+    "not ascii": ["é", "日本", "z"],
+    "line break": ["two\nlines", "cr\rhere", "tab\there"],
+}
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+@pytest.mark.parametrize("names", TEXT_KEYS.values(), ids=TEXT_KEYS.keys())
+def test_text_keys_labelled_at_once_render_as_the_generic_labels(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    fmt: str,
+    names: list[str],
+) -> None:
+    """Text keys labelled as one Arrow array (escaped only where some label
+    needs it) give the output of the label-by-label path."""
+    rng = np.random.default_rng(8)
+    n = 400
+    keys = [names[i % len(names)] + ("" if i % 3 else str(i % 7)) for i in range(n)]
+    y_true = rng.normal(size=n)
+    y_pred = y_true + rng.normal(size=n)
+    path = tmp_path / "keys.parquet"
+    pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": keys}), path)
+    arguments = (str(path), "--group-by", "g", "--loss", "mse,mae", "--format", fmt)
+    fast = run(capsys, *arguments)
+    assert evaluate.text_labels(sorted(set(keys))) is not None
+    monkeypatch.setattr(evaluate, "text_labels", lambda keys: None)
+    assert run(capsys, *arguments) == fast
+    if fmt == "json":
+        assert set(json.loads(fast)["groups"]) == set(keys)
+
+
+@pytest.mark.parametrize(
+    "keys",
+    [["null", "a"], ['"quoted', "a"], ["a", 1], ["a", None], ["a", "\ud800"], []],
+)
+def test_text_labels_leave_other_keys_to_the_generic_labels(keys: list[object]) -> None:
+    assert evaluate.text_labels(keys) is None
+
+
 # -- integer keys as arrays ------------------------------------------------------
 
 

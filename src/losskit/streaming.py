@@ -74,7 +74,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
+import itertools
 import math
+import operator
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -924,14 +926,15 @@ class _Accumulation:
         else:
             if isinstance(keys, np.ndarray):
                 keys = keys.tolist()
-            found = list(map(self._index.get, keys))
-            if None in found:
-                for i, row in enumerate(found):
-                    if row is None:
-                        key = keys[i]
-                        found[i] = self._index[key] = len(self._keys)
-                        self._keys.append(key)
-            rows = np.array(found, dtype=np.int64)
+            found = map(self._index.get, keys, itertools.repeat(-1))
+            rows = np.fromiter(found, dtype=np.int64, count=len(keys))
+            new = np.flatnonzero(rows < 0)
+            if new.size:
+                added = [keys[i] for i in new.tolist()]
+                first = len(self._keys)
+                self._index.update(zip(added, range(first, first + len(added)), strict=True))
+                self._keys.extend(added)
+                rows[new] = np.arange(first, first + len(added))
         n_groups = len(self._keys)
         if self._sample_store.shape[0] < n_groups:
             grown = np.zeros(max(n_groups, 2 * self._sample_store.shape[0]), dtype=np.int64)
@@ -1220,9 +1223,15 @@ def _decode(codes: np.ndarray, group_keys: Sequence[Any]) -> tuple[list[Hashable
                 f"`groups` has the code {bad}, outside the {n_keys} `group_keys`: codes "
                 f"must be in [0, {n_keys - 1}], or -1 for a missing key."
             )
-    used, inverse = np.unique(codes.astype(np.int64), return_inverse=True)
-    listed = [None if i == MISSING_CODE else _hashable(group_keys[i]) for i in used.tolist()]
-    return _merge_equal_keys(listed, inverse.reshape(-1))
+    codes = codes.astype(np.int64, copy=False)
+    used, inverse = _dense_factorize(codes) or np.unique(codes, return_inverse=True)
+    listed = [None if i == MISSING_CODE else group_keys[i] for i in used.tolist()]
+    inverse = inverse.reshape(-1)
+    if set(map(type, listed)) <= {str, type(None)}:  # stored as they are (Arrow's text)
+        if len(set(listed)) == len(listed):
+            return listed, inverse
+        return _merge_equal_keys(listed, inverse)
+    return _merge_equal_keys([_hashable(k) for k in listed], inverse)
 
 
 _KEY_TYPES = {"date": datetime.date, "datetime": datetime.datetime}
@@ -1258,6 +1267,13 @@ def _decode_key(data: Any) -> Hashable:
     return _hashable(data)
 
 
+def _picked(items: list[Any], order: np.ndarray) -> list[Any]:
+    """``[items[i] for i in order]``, without a Python loop for long lists."""
+    if order.size < 2:
+        return [items[i] for i in order.tolist()]
+    return list(operator.itemgetter(*order.tolist())(items))
+
+
 def _sorting_order(keys: list[Hashable]) -> np.ndarray:
     """The indices that sort ``keys``, or their order as they are where
     they do not compare (None among numbers, numbers among text)."""
@@ -1266,7 +1282,7 @@ def _sorting_order(keys: list[Hashable]) -> np.ndarray:
         if numbers.dtype.kind in "iuf":
             return np.argsort(numbers, kind="stable")
     try:
-        order = sorted(range(len(keys)), key=lambda i: keys[i])  # type: ignore[arg-type, return-value]
+        order = sorted(range(len(keys)), key=keys.__getitem__)  # type: ignore[arg-type]
         return np.array(order, dtype=np.int64)
     except TypeError:
         return np.arange(len(keys))
@@ -1525,7 +1541,7 @@ class GroupedAccumulator(_Accumulation):
             keys = integers.tolist()
         else:
             order = _sorting_order(self._keys)
-            keys = [self._keys[i] for i in order.tolist()]
+            keys = _picked(self._keys, order)
         return keys, self._samples[order], self._values_in(order)
 
     def integer_table(self) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]] | None:

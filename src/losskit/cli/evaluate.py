@@ -30,7 +30,14 @@ import numpy as np
 
 from losskit.cli import domains, readers
 from losskit.cli._deps import CLIError, require
-from losskit.cli.engine import Plan, Work, group_labels, kernels_pay_off, run_local
+from losskit.cli.engine import (
+    MISSING_LABEL,
+    Plan,
+    Work,
+    group_labels,
+    kernels_pay_off,
+    run_local,
+)
 from losskit.cli.output import prepare_output
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
@@ -152,8 +159,9 @@ class GroupColumns:
     numbers; dicts and ``float.__repr__`` for each took most of the time)."""
 
     # Each group's label (see engine.group_label): a list of text, or for
-    # integer keys an Arrow string array (10^6 Python strings and the dict
-    # labelling them took a quarter of a grouped run); its number of rows.
+    # integer keys and plain text keys an Arrow string array (10^6 Python
+    # strings and the dict labelling them took a quarter of a grouped run);
+    # its number of rows.
     labels: Any
     rows: np.ndarray
     values: dict[str, np.ndarray]
@@ -166,6 +174,9 @@ class GroupColumns:
             integers, samples, values = table
             return cls(pc.cast(pa.array(integers), pa.string()), samples, values)
         keys, samples, values = accumulator.table()
+        texts = text_labels(keys)
+        if texts is not None:
+            return cls(texts, samples, values)
         labels = group_labels(keys)
         return cls([labels[key] for key in keys], samples, values)
 
@@ -203,17 +214,42 @@ class GroupColumns:
         return self.labels if isinstance(self.labels, list) else self.labels.to_pylist()
 
     def arrow_labels(
-        self, quoted: Callable[[list[str]], list[str]], quote_integers: bool = False
+        self, quoted: Callable[[list[str]], list[str]], json_keys: bool = False
     ) -> Any:
         """The labels as an Arrow string array, each passed through
-        ``quoted`` (JSON or CSV quoting); integer labels need no escaping,
-        only double quotes around them with ``quote_integers`` (JSON keys)."""
+        ``quoted`` (JSON or CSV quoting).  An Arrow array of labels that
+        need no escaping (checked at once: integers never do, most text
+        does not) only gets the double quotes of ``json_keys``."""
         pa, pc = require("pyarrow"), require("pyarrow.compute")
-        if isinstance(self.labels, list):
-            return pa.array(quoted(self.labels), pa.string())
-        if quote_integers:
-            return pc.binary_join_element_wise('"', self.labels, '"', "")
-        return self.labels
+        labels = self.labels
+        if not isinstance(labels, list):
+            escaping = _JSON_ESCAPED if json_keys else _CSV_QUOTED
+            if not pc.any(pc.match_substring_regex(labels, escaping)).as_py():
+                return pc.binary_join_element_wise('"', labels, '"', "") if json_keys else labels
+            labels = labels.to_pylist()
+        return pa.array(quoted(labels), pa.string())
+
+
+# What makes a label need more than plain double quotes as a JSON string
+# (see _json_strings), or quotes in a CSV field (see _csv_fields).
+_JSON_ESCAPED = r'[^ -~]|["\\]'
+_CSV_QUOTED = '[,"\r\n]'
+
+
+def text_labels(keys: Sequence[Any]) -> Any:
+    """The labels of keys that are all text (see engine.group_label) as one
+    Arrow string array, made without a Python call per key; None where a
+    key is not text or is labelled otherwise (``"null"`` and text starting
+    with a double quote are quoted)."""
+    if not keys or set(map(type, keys)) != {str}:
+        return None
+    pa, pc = require("pyarrow"), require("pyarrow.compute")
+    try:
+        texts = pa.array(keys, pa.string())
+    except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates
+        return None
+    quoted = pc.or_(pc.equal(texts, MISSING_LABEL), pc.starts_with(texts, '"'))
+    return None if pc.any(quoted).as_py() else texts
 
 
 def _numbers(values: Any) -> list[float | None]:
@@ -284,7 +320,7 @@ def _render_json(report: dict[str, Any]) -> str:
         plain = report if groups is None else {**report, "groups": {}}
         return json.dumps(plain, indent=2) + "\n"
     head = json.dumps({k: v for k, v in report.items() if k != "groups"}, indent=2)
-    labels = groups.arrow_labels(_json_strings, quote_integers=True)
+    labels = groups.arrow_labels(_json_strings, json_keys=True)
     names = [json.dumps(name) for name in groups.values]
     separator = ",\n    "
 
