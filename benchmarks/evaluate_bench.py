@@ -22,6 +22,11 @@ CSV; peak memory at least 10x below pandas'.
     python benchmarks/evaluate_bench.py                 # 10**8 rows
     python benchmarks/evaluate_bench.py --rows 20000000 --repeat 3
     python benchmarks/evaluate_bench.py --rows 1e7 --csv --only losskit_mse polars_mse
+    python benchmarks/evaluate_bench.py --rows 4e6 --groups 1e6 [--text-keys]
+
+With ``--groups K`` the file also has a key column ``g`` of K distinct
+integers (or, with ``--text-keys``, the same keys as text), and the grouped
+contenders score each group (target: at most 3x the ungrouped time).
 
 It prints the machine, versions, sizes and every number, and writes
 ``benchmarks/results/evaluate_<rows>.json``.  The data file is kept in
@@ -164,16 +169,20 @@ WORKER = textwrap.dedent(
 )
 
 
-def make_data(path: Path, rows: int, seed: int = 0, groups: int = 0) -> None:
+def make_data(
+    path: Path, rows: int, seed: int = 0, groups: int = 0, text_keys: bool = False
+) -> None:
     """Positive targets and predictions (so every baseline accepts them),
     with 0.1% gross outliers; written in 2**20-row row groups.  With
-    ``groups``, also a column ``g`` of random integer keys in [0, groups)."""
+    ``groups``, also a column ``g`` of random integer keys in [0, groups),
+    or with ``text_keys`` the same keys as text (``user123``)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     rng = np.random.default_rng(seed)
     fields = [("y_true", pa.float64()), ("y_pred", pa.float64())]
-    schema = pa.schema(fields + ([("g", pa.int64())] if groups else []))
+    key_type = pa.string() if text_keys else pa.int64()
+    schema = pa.schema(fields + ([("g", key_type)] if groups else []))
     temporary = path.with_suffix(".partial")
     with pq.ParquetWriter(temporary, schema) as writer:
         for lo in range(0, rows, CHUNK):
@@ -184,7 +193,8 @@ def make_data(path: Path, rows: int, seed: int = 0, groups: int = 0) -> None:
             y_pred[outliers] *= 10.0
             columns = {"y_true": y_true, "y_pred": y_pred}
             if groups:
-                columns["g"] = rng.integers(0, groups, size=n)
+                keys = rng.integers(0, groups, size=n)
+                columns["g"] = np.char.add("user", keys.astype(str)) if text_keys else keys
             writer.write_table(pa.table(columns, schema=schema))
     temporary.rename(path)
 
@@ -265,18 +275,24 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="add a key column of this many distinct values (for the grouped contenders)",
     )
+    parser.add_argument(
+        "--text-keys", action="store_true", help="with --groups: the keys as text, not int64"
+    )
     parser.add_argument("--output", type=Path, help="JSON file (default: results/...)")
     parser.add_argument(
         "--csv", action="store_true", help="score a CSV copy of the data instead of the Parquet"
     )
     args = parser.parse_args(argv)
 
+    if args.text_keys and not args.groups:
+        parser.error("--text-keys needs --groups")
     suffix = f"_g{args.groups}" if args.groups else ""
+    suffix += "_text" if args.text_keys else ""
     path = args.data / f"losskit_bench_{args.rows}{suffix}.parquet"
     if not path.exists():
         print(f"writing {path} ({args.rows:,} rows) ...", flush=True)
         started = time.perf_counter()
-        make_data(path, args.rows, groups=args.groups)
+        make_data(path, args.rows, groups=args.groups, text_keys=args.text_keys)
         print(f"  done in {time.perf_counter() - started:.1f} s", flush=True)
     if args.csv:
         parquet, path = path, path.with_suffix(".csv")
@@ -293,6 +309,7 @@ def main(argv: list[str] | None = None) -> int:
         "file_bytes": size,
         "row_group_rows": CHUNK,
         "groups": args.groups,
+        "group_keys": ("text" if args.text_keys else "int64") if args.groups else None,
     }
     print(json.dumps(header, indent=2))
 

@@ -1562,8 +1562,8 @@ class GroupedAccumulator(_Accumulation):
 
     def _sorted_integer_keys(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The integer keys in order (a copy) and their rows, from the
-        binary-search index (already sorted), or None where a key is not an
-        integer."""
+        integer index (a table or a sorted array), or None where a key is not
+        an integer."""
         index = self._integer_index
         if index is None or index.size != len(self._keys):
             return None
