@@ -944,18 +944,9 @@ class _Accumulation:
             sums.grow(n_groups)
         return rows
 
-    def _update(
-        self,
-        y_true: Any,
-        y_pred: Any,
-        sample_weight: Any,
-        mask: Any,
-        groups: Any,
-        group_keys: Sequence[Any] | None = None,
-    ) -> None:
-        self._add_statistics(
-            self._batch_statistics(y_true, y_pred, sample_weight, mask, groups, group_keys)
-        )
+    def _update(self, *batch: Any) -> None:
+        """Add a batch: the arguments of :meth:`_batch_statistics`."""
+        self._add_statistics(self._batch_statistics(*batch))
 
     def _batch_statistics(
         self,
