@@ -76,3 +76,24 @@ def test_a_bad_value_in_a_later_chunk_is_located(
     code, _, err = score(path, capsys)
     assert code == 1
     assert "row 31 (line 32): column 'y_pred' has a non-numeric value 'oops'" in err
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 5, 8, 13, 64])
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"\n", b"a\n", b"a", b"ab\ncd\n", b"ab\ncd", b"\n\n\nx\n", b"0123456789abcdef\nx\ny\n"],
+)
+def test_line_chunks_cover_the_file_once_each_ending_at_a_line_end(
+    tmp_path: Path, size: int, data: bytes
+) -> None:
+    """Pieces read once, seeking back over each partial line (and doubling
+    the read for a line longer than a piece): together the file's bytes, in
+    order, none empty, each but the last ending with a line end."""
+    path = tmp_path / "lines.csv"
+    path.write_bytes(data)
+    pieces = [bytes(piece) for piece in readers._line_chunks(str(path), size)]
+    assert b"".join(pieces) == data
+    assert all(pieces)
+    assert all(piece.endswith(b"\n") for piece in pieces[:-1])
+    if data.endswith(b"\n") and pieces:
+        assert pieces[-1].endswith(b"\n")

@@ -625,21 +625,25 @@ def _chunked_csv(
             yield {name: table.column(name).chunk(0) for name in columns.needed}, len(chunk)
 
 
-def _line_chunks(path: str, size: int) -> Iterator[bytes]:
+def _line_chunks(path: str, size: int) -> Iterator[bytes | memoryview]:
     """The file's bytes in pieces of about ``size`` that end at a line end
-    (the last piece: at the end of the file)."""
+    (the last piece: at the end of the file), each read once and not copied:
+    the partial line after a piece's last line end is read again with the
+    next piece (joining it to the next block copied every block twice)."""
     with open(path, "rb") as file:
-        rest = b""
-        while block := file.read(size):
-            block = rest + block if rest else block
+        want = size
+        while block := file.read(want):
+            if len(block) < want:  # the end of the file
+                yield block
+                return
             cut = block.rfind(b"\n") + 1
-            if cut == 0:  # one line longer than a block: read on
-                rest = block
+            if cut == 0:  # one line longer than a block: that line again, read whole
+                file.seek(-len(block), os.SEEK_CUR)
+                want *= 2
                 continue
-            rest = block[cut:]
-            yield block[:cut] if rest else block
-        if rest:
-            yield rest
+            file.seek(cut - len(block), os.SEEK_CUR)
+            want = size
+            yield memoryview(block)[:cut]
 
 
 def _csv_nulls() -> set[str]:
