@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,7 @@ def test_threads_sharing_one_accumulator_count_every_batch_once(
     path, y_true, y_pred, keys = data
     if key_kind == "integer":
         path = path.replace(".parquet", "_int.parquet")
-        integer_keys = np.array([hash(k) % 997 for k in keys], dtype=np.int64)
+        integer_keys = np.array([zlib.crc32(k.encode()) % 997 for k in keys], dtype=np.int64)
         pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": integer_keys}), path)
     arguments = [path, "--group-by", "g", "--loss", "mse,mae", "--format", "json"]
     arguments += ["--batch-rows", "97"]
@@ -221,7 +222,7 @@ def test_groups_rendered_in_slices_are_the_one_slice_output(
     path, y_true, y_pred, keys = data
     if key_kind == "integer":
         path = path.replace(".parquet", "_int.parquet")
-        integer_keys = np.array([hash(k) % 997 - 400 for k in keys], dtype=np.int64)
+        integer_keys = np.array([zlib.crc32(k.encode()) % 997 - 400 for k in keys], dtype=np.int64)
         y_pred = y_pred.copy()
         y_pred[:3] = 1e300  # infinite MSE: "null" (JSON) and empty (CSV) cells
         pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": integer_keys}), path)
