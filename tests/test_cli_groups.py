@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from losskit.cli import evaluate, main
+from losskit.cli import engine, evaluate, main
 from losskit.streaming import GroupedAccumulator
 
 
@@ -140,7 +140,7 @@ def test_text_keys_labelled_at_once_render_as_the_generic_labels(
     pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": keys}), path)
     arguments = (str(path), "--group-by", "g", "--loss", "mse,mae", "--format", fmt)
     fast = run(capsys, *arguments)
-    assert evaluate.text_labels(sorted(set(keys))) is not None
+    assert engine.text_labels(sorted(set(keys))) is not None
     monkeypatch.setattr(evaluate, "text_labels", lambda keys: None)
     assert run(capsys, *arguments) == fast
     if fmt == "json":
@@ -152,7 +152,7 @@ def test_text_keys_labelled_at_once_render_as_the_generic_labels(
     [["null", "a"], ['"quoted', "a"], ["a", 1], ["a", None], ["a", "\ud800"], []],
 )
 def test_text_labels_leave_other_keys_to_the_generic_labels(keys: list[object]) -> None:
-    assert evaluate.text_labels(keys) is None
+    assert engine.text_labels(keys) is None
 
 
 # -- integer keys as arrays ------------------------------------------------------

@@ -16,11 +16,13 @@ import math
 import queue
 import sys
 import threading
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from losskit import _config, kernels, registry
 from losskit.cli import readers
+from losskit.cli._deps import require
 from losskit.cli.domains import DomainChecks
 from losskit.cli.histogram import ResidualHistogram
 from losskit.cli.progress import Progress
@@ -113,29 +115,16 @@ class Work:
 
     def _accumulate(self, batch: readers.Batch, where: str) -> None:
         try:
-            if self.adding is not None:
-                statistics = self.accumulator._batch_statistics(
-                    batch.y_true,
-                    batch.y_pred,
-                    batch.sample_weight,
-                    None,
-                    batch.groups,
-                    batch.group_keys,
-                )
-                with self.adding:
-                    self.accumulator._add_statistics(statistics)
-            elif isinstance(self.accumulator, GroupedAccumulator):
-                self.accumulator.update(
-                    batch.y_true,
-                    batch.y_pred,
-                    sample_weight=batch.sample_weight,
-                    groups=batch.groups,
-                    group_keys=batch.group_keys,
-                )
-            else:
-                self.accumulator.update(
-                    batch.y_true, batch.y_pred, sample_weight=batch.sample_weight
-                )
+            statistics = self.accumulator._batch_statistics(
+                batch.y_true,
+                batch.y_pred,
+                batch.sample_weight,
+                None,
+                batch.groups,
+                batch.group_keys,
+            )
+            with self.adding or contextlib.nullcontext():
+                self.accumulator._add_statistics(statistics)
         except (ValueError, TypeError) as error:
             raise readers.InputError(f"{where}: {error}") from None
         if self.histogram is not None:
@@ -426,3 +415,19 @@ def group_labels(keys: Iterable[Hashable]) -> dict[Hashable, str]:
         used.add(label)
         labels[key] = label
     return labels
+
+
+def text_labels(keys: Sequence[Any]) -> Any:
+    """The labels of keys that are all text (see :func:`group_label`) as one
+    Arrow string array, made without a Python call per key; None where a
+    key is not text or is labelled otherwise (``"null"`` and text starting
+    with a double quote are quoted)."""
+    if not keys or set(map(type, keys)) != {str}:
+        return None
+    pa, pc = require("pyarrow"), require("pyarrow.compute")
+    try:
+        texts = pa.array(keys, pa.string())
+    except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates
+        return None
+    quoted = pc.or_(pc.equal(texts, MISSING_LABEL), pc.starts_with(texts, '"'))
+    return None if pc.any(quoted).as_py() else texts

@@ -31,12 +31,12 @@ import numpy as np
 from losskit.cli import domains, readers
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import (
-    MISSING_LABEL,
     Plan,
     Work,
     group_labels,
     kernels_pay_off,
     run_local,
+    text_labels,
 )
 from losskit.cli.output import prepare_output
 from losskit.cli.progress import Progress
@@ -234,22 +234,6 @@ class GroupColumns:
 # (see _json_strings), or quotes in a CSV field (see _csv_fields).
 _JSON_ESCAPED = r'[^ -~]|["\\]'
 _CSV_QUOTED = '[,"\r\n]'
-
-
-def text_labels(keys: Sequence[Any]) -> Any:
-    """The labels of keys that are all text (see engine.group_label) as one
-    Arrow string array, made without a Python call per key; None where a
-    key is not text or is labelled otherwise (``"null"`` and text starting
-    with a double quote are quoted)."""
-    if not keys or set(map(type, keys)) != {str}:
-        return None
-    pa, pc = require("pyarrow"), require("pyarrow.compute")
-    try:
-        texts = pa.array(keys, pa.string())
-    except (pa.ArrowException, UnicodeEncodeError):  # lone surrogates
-        return None
-    quoted = pc.or_(pc.equal(texts, MISSING_LABEL), pc.starts_with(texts, '"'))
-    return None if pc.any(quoted).as_py() else texts
 
 
 def _numbers(values: Any) -> list[float | None]:
