@@ -149,8 +149,21 @@ def _measure(fn: Callable[[], Any], device: str, repeats: int, **row: Any) -> di
         ms = _time(fn, device, repeats)
         peak = _peak(fn, device)
     except Exception as error:  # a peer that fails is reported, not fatal
-        return {**row, "ms": None, "peak_mib": None, "note": f"failed: {error!r}"[:200]}
-    return {**row, "ms": ms, "peak_mib": peak}
+        result = {**row, "ms": None, "peak_mib": None, "note": f"failed: {error!r}"[:200]}
+    else:
+        result = {**row, "ms": ms, "peak_mib": peak}
+    _progress(result)
+    return result
+
+
+def _progress(row: dict[str, Any]) -> None:
+    """One line per measurement as it lands (a long run shows where it is)."""
+    ms = "-" if row["ms"] is None else f"{row['ms']:.3f} ms"
+    print(
+        f"  {row.get('loss', '')} {row.get('dtype', '')} {row.get('mode', '')} "
+        f"{row['provider']}: {ms} {row.get('note', '')}",
+        flush=True,
+    )
 
 
 def _skip(reason: str, **row: Any) -> dict[str, Any]:
@@ -367,14 +380,18 @@ def _keras(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
         if device != "cuda" or args.no_keras:
             rows.append(_skip("--no-keras" if args.no_keras else CUDA_ONLY, provider=provider))
             continue
-        env = {**os.environ, "KERAS_BACKEND": backend}
+        if device == "cuda":
+            import torch
+
+            torch.cuda.empty_cache()  # the child needs the memory this process cached
+        env = {**os.environ, "KERAS_BACKEND": backend, "XLA_PYTHON_CLIENT_PREALLOCATE": "false"}
         try:
             done = subprocess.run(
                 [sys.executable, "-c", _KERAS_CHILD, str(args.elements), str(args.repeats)],
                 env=env,
                 capture_output=True,
                 text=True,
-                timeout=240,
+                timeout=150,
                 check=True,
             )
             report = json.loads(done.stdout.strip().splitlines()[-1])
@@ -467,30 +484,32 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     name = torch.cuda.get_device_name().replace(" ", "-") if device == "cuda" else "cpu"
     name += "-smoke" if args.cpu_smoke else ""
     began = time.perf_counter()
-    with _routing(device):
-        rows = _elementwise(args, device)
-        rows += _crossentropy(args, device)
-    rows += _keras(args, device)
-    limits = _limits(rows)
-    report = {
-        "device": name,
-        "machine": platform.platform(),
-        "versions": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "triton": triton.__version__,
-            "losskit": losskit.__version__ if hasattr(losskit, "__version__") else None,
-        },
-        "elements": args.elements,
-        "repeats": args.repeats,
-        "memory_limits_ms": limits,
-        "seconds": round(time.perf_counter() - began, 1),
-        "results": rows,
-    }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"gpu_{name}.json"
-    path.write_text(json.dumps(report, indent=1) + "\n")
-    _print(rows, limits)
+    rows: list[dict[str, Any]] = []
+    sections = [_elementwise, _crossentropy, _keras]
+    for number, section in enumerate(sections, 1):
+        with _routing(device) if section is not _keras else contextlib.nullcontext():
+            rows += section(args, device)
+        report = {
+            "device": name,
+            "machine": platform.platform(),
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "triton": triton.__version__,
+                "losskit": getattr(losskit, "__version__", None),
+            },
+            "elements": args.elements,
+            "repeats": args.repeats,
+            "memory_limits_ms": _limits(rows),
+            "seconds": round(time.perf_counter() - began, 1),
+            "complete": number == len(sections),
+            "results": rows,
+        }
+        # saved after each section: a run cut short keeps what it measured
+        path.write_text(json.dumps(report, indent=1) + "\n")
+    _print(rows, report["memory_limits_ms"])
     print(f"wrote {path} ({report['seconds']} s)")
     return report
 
