@@ -463,6 +463,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument(
         "--cpu-smoke", action="store_true", help="tiny sizes (on CPU, interpreted, without CUDA)"
     )
+    parser.add_argument(
+        "--tuned",
+        type=Path,
+        default=None,
+        help="a gpu_tune_<device>.json: run with its best ELEMENT_BLOCK and NUM_WARPS",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -480,7 +486,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import triton
 
     import losskit
+    from losskit.kernels import triton as gpu
 
+    if args.tuned is not None:
+        best = json.loads(args.tuned.read_text())["best"]
+        gpu.ELEMENT_BLOCK, gpu.NUM_WARPS = int(best["ELEMENT_BLOCK"]), int(best["NUM_WARPS"])
+    config = {"ELEMENT_BLOCK": gpu.ELEMENT_BLOCK, "NUM_WARPS": gpu.NUM_WARPS}
+    print(f"kernel configuration: {config}")
     name = torch.cuda.get_device_name().replace(" ", "-") if device == "cuda" else "cpu"
     name += "-smoke" if args.cpu_smoke else ""
     began = time.perf_counter()
@@ -502,6 +514,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             },
             "elements": args.elements,
             "repeats": args.repeats,
+            "kernel_configuration": config,
             "memory_limits_ms": _limits(rows),
             "seconds": round(time.perf_counter() - began, 1),
             "complete": number == len(sections),

@@ -7,6 +7,10 @@
 #
 #   bash benchmarks/gpu_check.sh [OUT_DIR]
 #
+# Environment: TUNE_SECONDS (run benchmarks/gpu_tune.py first, this long at
+# most, and the benchmark with its best tile), BENCH_SECONDS, TEST_SECONDS,
+# TESTS (pytest arguments; default the two GPU test files).
+#
 # Needs torch with CUDA, triton, hypothesis, pytest (xdist optional), keras,
 # jax, array-api-strict and dask importable (the test extra; the repository's
 # src/ on PYTHONPATH or losskit installed).
@@ -20,11 +24,18 @@ python3 -c 'import torch, triton, sys; print(sys.version.split()[0], torch.__ver
     >>"$out/card.txt" 2>&1
 cat "$out/card.txt"
 
-timeout "${BENCH_SECONDS:-330}" python3 benchmarks/gpu.py --out "$out" 2>&1 | tee "$out/bench.log"
+tuned=()
+if [ -n "${TUNE_SECONDS:-}" ]; then  # the tile/warps sweep first; the benchmark uses its best
+    timeout "$TUNE_SECONDS" python3 benchmarks/gpu_tune.py --out "$out" 2>&1 | tee "$out/tune.log"
+    echo "tune exit: $?"
+    found=$(ls "$out"/gpu_tune_*.json 2>/dev/null | head -1)
+    [ -n "$found" ] && tuned=(--tuned "$found")
+fi
+timeout "${BENCH_SECONDS:-330}" python3 benchmarks/gpu.py --out "$out" "${tuned[@]}" 2>&1 | tee "$out/bench.log"
 echo "benchmark exit: $?"
 
 workers=()
 python3 -c 'import xdist' 2>/dev/null && workers=(-n 8)
-timeout "${TEST_SECONDS:-200}" python3 -m pytest tests/test_triton.py tests/test_gpu_arrays.py \
+timeout "${TEST_SECONDS:-200}" python3 -m pytest ${TESTS:-tests/test_triton.py tests/test_gpu_arrays.py} \
     -q -p no:cacheprovider -p no:warnings -o addopts="" "${workers[@]}" -ra 2>&1 | tee "$out/tests.log" | tail -40
 echo "tests exit: $?"

@@ -40,9 +40,22 @@ DEVICE = "cuda" if CUDA else "cpu"
 REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none"]
 
 
+def _smallest_tile() -> int:
+    """Elements per program of the elementwise and row tiles in these tests.
+    Triton before 3.9 fails to compile the categorical focal kernel (from
+    logits, with its gradient) for a GPU when a tile holds 64 elements or fewer
+    (its TritonGPUOptimizeThreadLocality pass; seen with 3.6 on an H100; 3.9
+    compiles them): on such a GPU the tiles here hold 128.  losskit itself
+    launches tiles of ``ELEMENT_BLOCK`` (4096 or more) elements."""
+    import triton
+
+    major, minor = (int(part) for part in triton.__version__.split(".")[:2])
+    return 128 if CUDA and (major, minor) < (3, 9) else 16
+
+
 @pytest.fixture(autouse=True)
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(gpu, "ELEMENT_BLOCK", 16)
+    monkeypatch.setattr(gpu, "ELEMENT_BLOCK", _smallest_tile())
     monkeypatch.setattr(gpu, "CLASS_BLOCK", 4)
     monkeypatch.setattr(gpu, "SUM_BLOCK", 4)
 
@@ -507,6 +520,29 @@ def test_upstream_gradient_scales_the_stored_one() -> None:
             value.backward(upstream)
             grads.append(p.grad)
         torch.testing.assert_close(grads[0], grads[1], rtol=2e-5, atol=1e-7)
+
+
+def test_upstream_gradient_of_one_is_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``loss.backward()`` hands on the stored gradient as it is (the same
+    numbers, one pass over the gradient fewer); any other upstream scales it."""
+    launches: list[int] = []
+    scale = gpu._scale_in_place
+    monkeypatch.setattr(gpu, "_scale_in_place", lambda g, u: (launches.append(1), scale(g, u)))
+    y_true, y_pred = inputs(binary_logits, torch.float32, seed=6)
+    loss = losskit.BinaryFocalCrossentropy(from_logits=True)
+    grads = []
+    for upstream in (None, torch.tensor(1.0, device=DEVICE), torch.tensor(0.5, device=DEVICE)):
+        p = y_pred.clone().requires_grad_(True)
+        with on_device():
+            loss(y_true, p).backward(upstream)
+        grads.append(p.grad)
+    assert launches == [1]  # the upstream 0.5 alone
+    reference = y_pred.clone().requires_grad_(True)
+    with losskit.prefer_backend("reference"):
+        loss(y_true, reference).backward()
+    torch.testing.assert_close(grads[0], reference.grad, rtol=2e-5, atol=1e-7)
+    torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
+    torch.testing.assert_close(grads[2], grads[0] * 0.5, rtol=0, atol=0)
 
 
 def test_double_backward_uses_the_reference() -> None:

@@ -60,6 +60,8 @@ CLASS_BLOCK = 4096
 """Classes per chunk of the row-wise kernels (a row of any length is read in chunks)."""
 SUM_BLOCK = 4096
 """Partial sums per program in the second stage of a reduction."""
+NUM_WARPS = 4
+"""Warps per program of the elementwise and row-wise kernels."""
 
 _FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
 _LABEL_DTYPES = ("int8", "int16", "int32", "int64", "uint8", *_FLOAT_DTYPES)
@@ -458,6 +460,7 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
             STORE_ROWS=store_rows,
             BLOCK_R=block_r,
             BLOCK_F=block_f,
+            num_warps=NUM_WARPS,
         )
     else:
         block_c = min(_next_power_of_2(call.features), CLASS_BLOCK)
@@ -487,6 +490,7 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
             STORE_ROWS=store_rows,
             BLOCK_R=block_r,
             BLOCK_C=block_c,
+            num_warps=NUM_WARPS,
         )
     out = _total(partials, divisor)
     if check and not bool(torch.isfinite(out[1]).item()):
@@ -558,6 +562,21 @@ def _scale_in_place(gradient: Any, grad_output: Any) -> None:
     _launch(_k().scale_kernel, (programs,), gradient, factor, n, BLOCK=ELEMENT_BLOCK)
 
 
+def _is_one(grad_output: Any) -> bool:
+    """Whether the upstream gradient is exactly 1 (``loss.backward()``): the
+    stored gradient is then the answer as it is, and the pass that would scale
+    it (reading and writing the whole gradient again) is skipped.  Asking costs
+    one synchronisation, as the forward's finiteness check already does; inside
+    a CUDA graph capture, where a synchronisation is not allowed, the gradient
+    is scaled."""
+    torch = sys.modules["torch"]
+    if grad_output.numel() != 1:
+        return False
+    if grad_output.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    return bool((grad_output == 1).item())
+
+
 def _function_class() -> Any:
     torch: Any = sys.modules["torch"]
 
@@ -591,7 +610,7 @@ def _function_class() -> Any:
                 gradient.copy_(
                     gradient.reshape(rows.shape[0], -1).float().mul_(rows).view_as(gradient)
                 )
-            else:
+            elif not _is_one(grad_output):
                 _scale_in_place(gradient, grad_output)
             return gradient, None
 
