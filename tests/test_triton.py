@@ -363,10 +363,11 @@ def test_long_rows_take_a_program_each(
     name: str, factory: Any, make: Make, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows longer than a block: one row per program, read in three chunks."""
-    monkeypatch.setattr(gpu, "ELEMENT_BLOCK", 8)
-    monkeypatch.setattr(gpu, "CLASS_BLOCK", 8)
+    block = 8 if _smallest_tile() < 128 else 128  # see _smallest_tile
+    monkeypatch.setattr(gpu, "ELEMENT_BLOCK", block)
+    monkeypatch.setattr(gpu, "CLASS_BLOCK", block)
     loss = factory(reduction="none")
-    y_true, y_pred = inputs(make, torch.float32, seed=11, shape=(3, 21))
+    y_true, y_pred = inputs(make, torch.float32, seed=11, shape=(3, 2 * block + 5))
     weight = torch.tensor([0.5, 1.0, 2.0], device=DEVICE)
     assert_matches(
         run(loss, y_true, y_pred, weight, True), run(loss, y_true, y_pred, weight, False), 2e-5
@@ -629,7 +630,13 @@ def _produced(logits: Any) -> tuple[Any, Any, Any]:
     ],
 )
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_inplace_grad_matches_reference(factory: Any, make: Make, dtype: str) -> None:
+@pytest.mark.parametrize("class_block", [4, 16], ids=["chunked", "one-chunk"])
+def test_inplace_grad_matches_reference(
+    factory: Any, make: Make, dtype: str, class_block: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The gradient in the logits' buffer, for rows read in chunks (two passes
+    over the buffer) and for rows that fit one chunk (read once)."""
+    monkeypatch.setattr(gpu, "CLASS_BLOCK", class_block)
     loss = factory()
     config = loss.get_config()
     y_true, logits = inputs(make, getattr(torch, dtype), seed=8)
@@ -741,16 +748,19 @@ jobs = []
 FOCAL = (k.BINARY_FOCAL, k.BINARY_FOCAL_LOGITS, k.CATEGORICAL_FOCAL, k.CATEGORICAL_FOCAL_LOGITS)
 for loss in range(13):
     for square in (False, True)[: 2 if loss in FOCAL[:2] else 1]:
-        constants = dict(LOSS=loss, SQUARE=square, HAS_W=True, WRITE_GRAD=True,
-                         STORE_ROWS=False, BLOCK_R=32, BLOCK_F=128)
-        jobs.append((k.elementwise_kernel, ELEMENTWISE, constants))
+        for block_r, block_f in ((32, 128), (4096, 1)):  # rows x features, and flat
+            constants = dict(LOSS=loss, SQUARE=square, HAS_W=True, WRITE_GRAD=True,
+                             STORE_ROWS=False, BLOCK_R=block_r, BLOCK_F=block_f)
+            jobs.append((k.elementwise_kernel, ELEMENTWISE, constants))
 for loss in range(9):
     signature = dict(ROWS, t_ptr="*i64" if loss in (2, 3, 8) else "*fp32")
     for square in (False, True)[: 2 if loss in FOCAL[2:] else 1]:
         for block_r, block_c in ((32, 128), (1, 4096))[: 2 if loss in (2, 7) else 1]:
-            constants = dict(LOSS=loss, SQUARE=square, HAS_W=True, HAS_IGNORE=loss in (2, 3),
-                             WRITE_GRAD=True, STORE_ROWS=True, BLOCK_R=block_r, BLOCK_C=block_c)
-            jobs.append((k.row_kernel, signature, constants))
+            for one_chunk in (False, True)[: 2 if loss in (0, 2) and block_r > 1 else 1]:
+                constants = dict(LOSS=loss, SQUARE=square, HAS_W=True, HAS_IGNORE=loss in (2, 3),
+                                 WRITE_GRAD=True, STORE_ROWS=True, BLOCK_R=block_r,
+                                 BLOCK_C=block_c, ONE_CHUNK=one_chunk)
+                jobs.append((k.row_kernel, signature, constants))
 for fn, signature in (
     (k.sum_kernel, dict(x_ptr="*fp32", out_ptr="*fp32", n="i32")),
     (k.finish_kernel, dict(x_ptr="*fp32", n="i32", divisor_ptr="*fp32", out_ptr="*fp32")),
@@ -812,4 +822,4 @@ def test_kernels_compile_for_a_gpu() -> None:
         [sys.executable, "-c", _COMPILE], env=env, capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "compiled 35 to cubin 7" in done.stdout
+    assert "compiled 52 to cubin 9" in done.stdout

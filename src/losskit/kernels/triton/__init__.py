@@ -490,6 +490,7 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
             STORE_ROWS=store_rows,
             BLOCK_R=block_r,
             BLOCK_C=block_c,
+            ONE_CHUNK=call.features <= block_c and call.kernel.loss in _ONE_CHUNK_LOSSES,
             num_warps=NUM_WARPS,
         )
     out = _total(partials, divisor)
@@ -499,6 +500,9 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
         shape = (*call.p.shape[:-1], 1) if call.weights.expanded else call.p.shape[:-1]
         return rows_out.reshape(shape), True
     return out[0].clone(), False
+
+
+_ONE_CHUNK_LOSSES = (0, 2)  # row_kernel's CATEGORICAL_LOGITS and SPARSE_LOGITS
 
 
 def _not_binary(t: Any) -> Any:

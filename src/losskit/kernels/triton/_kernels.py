@@ -227,24 +227,38 @@ def elementwise_kernel(  # type: ignore[no-untyped-def]
     if LOSS == 10:  # hinge: convert labels unless one of them is not 0 or 1
         k0 = tl.where(tl.load(flag_ptr) == 0, 1.0, 0.0)
     factor = tl.load(scale_ptr) * w * inv_features
-    acc = tl.zeros([BLOCK_R], tl.float32)
-    guard = tl.zeros([BLOCK_R], tl.float32)
-    for start in range(0, n_features, BLOCK_F):
-        cols = start + tl.arange(0, BLOCK_F)
-        mask = row_mask[:, None] & (cols < n_features)[None, :]
-        index = rows[:, None] * n_features + cols[None, :]
-        t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
-        p = tl.load(p_ptr + index, mask=mask, other=0.0).to(tl.float32)
+    if BLOCK_F == 1:
+        # One feature per row (or the whole array flattened): a plain 1-D run,
+        # the guard added to each term rather than reduced on its own.
+        t = tl.load(t_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)
+        p = tl.load(p_ptr + rows, mask=row_mask, other=0.0).to(tl.float32)
         value, slope = _term(t, p, k0, k1, k2, k3, k4, k5, k6, LOSS, SQUARE)
-        acc += tl.sum(tl.where(mask, value, 0.0), axis=1)
-        guard += tl.sum(tl.where(mask, (t * p + slope) * 0.0, 0.0), axis=1)
         if WRITE_GRAD:
-            gradient = factor[:, None] * slope
-            tl.store(grad_ptr + index, gradient.to(grad_ptr.dtype.element_ty), mask=mask)
-    weighted = w * (acc * inv_features)
-    if STORE_ROWS:
-        tl.store(rows_ptr + rows, weighted, mask=row_mask)
-    tl.store(partial_ptr + pid, tl.sum(weighted + guard, axis=0))
+            tl.store(grad_ptr + rows, (factor * slope).to(grad_ptr.dtype.element_ty), mask=row_mask)
+        weighted = w * (tl.where(row_mask, value, 0.0) * inv_features)
+        if STORE_ROWS:
+            tl.store(rows_ptr + rows, weighted, mask=row_mask)
+        guard = tl.where(row_mask, (t * p + slope) * 0.0, 0.0)
+        tl.store(partial_ptr + pid, tl.sum(weighted + guard, axis=0))
+    else:
+        acc = tl.zeros([BLOCK_R], tl.float32)
+        guard = tl.zeros([BLOCK_R], tl.float32)
+        for start in range(0, n_features, BLOCK_F):
+            cols = start + tl.arange(0, BLOCK_F)
+            mask = row_mask[:, None] & (cols < n_features)[None, :]
+            index = rows[:, None] * n_features + cols[None, :]
+            t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
+            p = tl.load(p_ptr + index, mask=mask, other=0.0).to(tl.float32)
+            value, slope = _term(t, p, k0, k1, k2, k3, k4, k5, k6, LOSS, SQUARE)
+            acc += tl.sum(tl.where(mask, value, 0.0), axis=1)
+            guard += tl.sum(tl.where(mask, (t * p + slope) * 0.0, 0.0), axis=1)
+            if WRITE_GRAD:
+                gradient = factor[:, None] * slope
+                tl.store(grad_ptr + index, gradient.to(grad_ptr.dtype.element_ty), mask=mask)
+        weighted = w * (acc * inv_features)
+        if STORE_ROWS:
+            tl.store(rows_ptr + rows, weighted, mask=row_mask)
+        tl.store(partial_ptr + pid, tl.sum(weighted + guard, axis=0))
 
 
 @triton.jit
@@ -298,10 +312,12 @@ def row_kernel(  # type: ignore[no-untyped-def]
     STORE_ROWS: tl.constexpr,
     BLOCK_R: tl.constexpr,
     BLOCK_C: tl.constexpr,
+    ONE_CHUNK: tl.constexpr,
 ):
     """``BLOCK_R`` rows per program, their class axis in chunks of ``BLOCK_C``
     (an online max / softmax, so a row of any length fits; a long row gets a
-    program of its own): ``w * loss`` per row, the gradient times ``scale * w``,
+    program of its own; crossentropy from logits reads a row that fits one chunk,
+    ``ONE_CHUNK``, only once): ``w * loss`` per row, the gradient times ``scale * w``,
     and ``partial[pid]``, their sum with the guard.  ``grad_ptr`` may be
     ``p_ptr`` (in-place gradient): a chunk is read before it is written, and the
     first pass over the rows is complete by then."""
@@ -332,23 +348,39 @@ def row_kernel(  # type: ignore[no-untyped-def]
         total = zeros
         target_sum = zeros
         target_dot = zeros
-        for start in range(0, n_classes, BLOCK_C):
-            offsets = start + cols
-            mask = row_mask[:, None] & (offsets < n_classes)[None, :]
-            index = base[:, None] + offsets[None, :]
+        if ONE_CHUNK:
+            # The row fits one chunk: read once, kept for the gradient below
+            # (the loop's first step, where the shift of the empty sum is moot).
+            mask = row_mask[:, None] & (cols < n_classes)[None, :]
+            index = base[:, None] + cols[None, :]
             x = tl.load(p_ptr + index, mask=mask, other=-float("inf")).to(tl.float32)
-            new_largest = tl.maximum(largest, tl.max(x, axis=1))
-            shift = tl.where(largest == new_largest, 1.0, tl.exp(largest - new_largest))
-            e = tl.where(mask, tl.exp(x - new_largest[:, None]), 0.0)
-            total = total * shift + tl.sum(e, axis=1)
-            largest = new_largest
+            largest = tl.max(x, axis=1)
+            total = tl.sum(tl.where(mask, tl.exp(x - largest[:, None]), 0.0), axis=1)
             guard += tl.sum(tl.where(mask, x * 0.0, 0.0), axis=1)
             if LOSS == 0:
                 t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
                 s = tl.where(mask, t * k2 + k3, 0.0)
-                target_sum += tl.sum(s, axis=1)
-                target_dot += tl.sum(tl.where(mask, s * x, 0.0), axis=1)
+                target_sum = tl.sum(s, axis=1)
+                target_dot = tl.sum(tl.where(mask, s * x, 0.0), axis=1)
                 guard += tl.sum(t * 0.0, axis=1)
+        else:
+            for start in range(0, n_classes, BLOCK_C):
+                offsets = start + cols
+                mask = row_mask[:, None] & (offsets < n_classes)[None, :]
+                index = base[:, None] + offsets[None, :]
+                x = tl.load(p_ptr + index, mask=mask, other=-float("inf")).to(tl.float32)
+                new_largest = tl.maximum(largest, tl.max(x, axis=1))
+                shift = tl.where(largest == new_largest, 1.0, tl.exp(largest - new_largest))
+                e = tl.where(mask, tl.exp(x - new_largest[:, None]), 0.0)
+                total = total * shift + tl.sum(e, axis=1)
+                largest = new_largest
+                guard += tl.sum(tl.where(mask, x * 0.0, 0.0), axis=1)
+                if LOSS == 0:
+                    t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
+                    s = tl.where(mask, t * k2 + k3, 0.0)
+                    target_sum += tl.sum(s, axis=1)
+                    target_dot += tl.sum(tl.where(mask, s * x, 0.0), axis=1)
+                    guard += tl.sum(t * 0.0, axis=1)
         log_total = tl.log(total)
         lse = largest + log_total
         if LOSS == 0:
@@ -360,7 +392,16 @@ def row_kernel(  # type: ignore[no-untyped-def]
             loss = tl.where(valid, (largest - picked) + log_total, 0.0)
             target_sum = zeros + 1.0
             scaled = tl.where(valid, factor, 0.0)
-        if WRITE_GRAD:
+        if WRITE_GRAD and ONE_CHUNK:
+            e = tl.exp((x - largest[:, None]) - log_total[:, None])
+            if LOSS == 0:
+                gradient = scaled[:, None] * (target_sum[:, None] * e - (t * k2 + k3))
+            else:
+                hot = tl.where(cols[None, :] == label[:, None], 1.0, 0.0)
+                gradient = scaled[:, None] * (e - hot)
+            guard += tl.sum(tl.where(mask, gradient * 0.0, 0.0), axis=1)
+            tl.store(grad_ptr + index, gradient.to(grad_ptr.dtype.element_ty), mask=mask)
+        elif WRITE_GRAD:
             for start in range(0, n_classes, BLOCK_C):
                 offsets = start + cols
                 mask = row_mask[:, None] & (offsets < n_classes)[None, :]
