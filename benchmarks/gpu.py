@@ -441,6 +441,102 @@ def _print(rows: list[dict[str, Any]], limits: dict[str, dict[str, float]]) -> N
         )
 
 
+MEMORY_BOUND = ("mse", "mae", "huber")
+VOCABULARY = "sparse_cce_logits_vocab"
+
+
+def _cell(ms: float | None) -> str:
+    return "-" if ms is None else f"{ms:.2f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The README's tables from a report: per loss and dtype, the median ms of
+    each provider, fused forward+backward over the memory limit, and issue
+    12's targets (memory-bound: fwd+bwd <= 1.2 ms, fwd <= 0.8 ms and 1.5x
+    torch.compile at float32; transcendental: 1.5x torch.compile and within
+    1.3x of the limit; vocabulary crossentropy: no slower than Liger-Kernel,
+    peak memory at most the logits + 5%)."""
+    ms = {
+        (r.get("loss"), r.get("dtype"), r.get("mode"), r["provider"]): r.get("ms")
+        for r in report["results"]
+    }
+    peak = {
+        r["provider"]: r.get("peak_mib") for r in report["results"] if r.get("loss") == VOCABULARY
+    }
+    limits = report["memory_limits_ms"]
+    columns = [
+        ("fwd", "losskit fused"),
+        ("fwd", "torch native"),
+        ("fwd", "keras jax"),
+        ("fwd+bwd", "losskit fused"),
+        ("fwd+bwd", "losskit reference"),
+        ("fwd+bwd", "torch native"),
+        ("fwd+bwd", "torch.compile"),
+        ("fwd+bwd", "keras torch"),
+        ("fwd+bwd", "keras jax"),
+    ]
+    lines = [
+        "| loss | dtype | "
+        + " | ".join(f"{m} {p}" for m, p in columns)
+        + " | fused fwd+bwd / limit | target |",
+        "|---|---|" + "---:|" * len(columns) + "---:|---|",
+    ]
+    losses = list(
+        dict.fromkeys(
+            r["loss"] for r in report["results"] if r.get("loss") not in (None, "-", VOCABULARY)
+        )
+    )
+    for dtype in ("float32", "bfloat16"):
+        limit = limits.get(dtype, {})
+        for loss in losses:
+            cells = [_cell(ms.get((loss, dtype, m, p))) for m, p in columns]
+            if all(c == "-" for c in cells):
+                continue
+            fused_fwd = ms.get((loss, dtype, "fwd", "losskit fused"))
+            fused = ms.get((loss, dtype, "fwd+bwd", "losskit fused"))
+            compiled = ms.get((loss, dtype, "fwd+bwd", "torch.compile"))
+            ratio = fused / limit["fwd+bwd"] if fused and limit.get("fwd+bwd") else None
+            lines.append(
+                f"| {loss} | {dtype} | "
+                + " | ".join(cells)
+                + f" | {'-' if ratio is None else f'{ratio:.2f}x'} | "
+                + _verdict(loss, dtype, fused_fwd, fused, compiled, ratio)
+                + " |"
+            )
+    lines += [
+        "",
+        "| crossentropy, 8192 x 128256 bfloat16, fwd+bwd | ms | peak MiB above the inputs |",
+        "|---|---:|---:|",
+    ]
+    for provider, value in peak.items():
+        time = _cell(ms.get((VOCABULARY, "bfloat16", "fwd+bwd", provider)))
+        lines.append(f"| {provider} | {time} | {'-' if value is None else f'{value:.0f}'} |")
+    return "\n".join(lines)
+
+
+def _verdict(
+    loss: str,
+    dtype: str,
+    fwd: float | None,
+    both: float | None,
+    compiled: float | None,
+    ratio: float | None,
+) -> str:
+    if dtype != "float32" or both is None:
+        return ""
+    checks = []
+    if compiled:
+        speedup = compiled / both
+        checks.append(f"{speedup:.2f}x compile {'met' if speedup >= 1.5 else 'NOT met'}")
+    if loss in MEMORY_BOUND:
+        checks.append(f"fwd+bwd <= 1.2 ms {'met' if both <= 1.2 else 'NOT met'}")
+        if fwd is not None:
+            checks.append(f"fwd <= 0.8 ms {'met' if fwd <= 0.8 else 'NOT met'}")
+    elif ratio is not None:
+        checks.append(f"<= 1.3x limit {'met' if ratio <= 1.3 else 'NOT met'}")
+    return "; ".join(checks)
+
+
 @contextlib.contextmanager
 def _routing(device: str) -> Iterator[None]:
     if device == "cuda":
@@ -469,7 +565,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         default=None,
         help="a gpu_tune_<device>.json: run with its best ELEMENT_BLOCK and NUM_WARPS",
     )
+    parser.add_argument(
+        "--markdown",
+        type=Path,
+        default=None,
+        help="print the README tables of a gpu_<device>.json and exit",
+    )
     args = parser.parse_args(argv)
+    if args.markdown is not None:
+        report = json.loads(args.markdown.read_text())
+        print(markdown(report))
+        return report
 
     import torch
 

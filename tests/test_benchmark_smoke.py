@@ -147,3 +147,24 @@ def test_unknown_names_are_clear_errors(
         bench.main([option, value, "--no-json"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_readme_gpu_table_is_the_committed_results() -> None:
+    """The README's H100 tables are what ``benchmarks/gpu.py --markdown``
+    renders from the committed results file, target verdicts included."""
+    root = RUN.parents[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(root / "benchmarks" / "gpu.py"),
+            "--markdown",
+            str(root / "benchmarks" / "results" / "gpu_NVIDIA-H100-80GB-HBM3.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    table = done.stdout.strip()
+    assert "| mse | float32 | 1.25 | 1.49 | 0.97 | 2.16 |" in table
+    assert "| liger-kernel | 3.93 | 0 |" in table
+    assert table in (root / "README.md").read_text()

@@ -36,6 +36,10 @@ if "losskit.kernels.triton._kernels" in sys.modules:  # built before the variabl
     importlib.reload(sys.modules["losskit.kernels.triton._kernels"])
 
 pytestmark = pytest.mark.triton
+# the package's block sizes, before the small_blocks fixture shrinks them
+DEFAULT_BLOCKS = {
+    name: getattr(gpu, name) for name in ("ELEMENT_BLOCK", "CLASS_BLOCK", "SUM_BLOCK")
+}
 DEVICE = "cuda" if CUDA else "cpu"
 REDUCTIONS = ["sum_over_batch_size", "sum", "mean", "mean_with_sample_weight", "none"]
 
@@ -46,7 +50,7 @@ def _smallest_tile() -> int:
     logits, with its gradient) for a GPU when a tile holds 64 elements or fewer
     (its TritonGPUOptimizeThreadLocality pass; seen with 3.6 on an H100; 3.9
     compiles them): on such a GPU the tiles here hold 128.  losskit itself
-    launches tiles of ``ELEMENT_BLOCK`` (4096 or more) elements."""
+    launches tiles of ``ELEMENT_BLOCK`` (2048 or more) elements."""
     import triton
 
     major, minor = (int(part) for part in triton.__version__.split(".")[:2])
@@ -523,12 +527,10 @@ def test_upstream_gradient_scales_the_stored_one() -> None:
         torch.testing.assert_close(grads[0], grads[1], rtol=2e-5, atol=1e-7)
 
 
-def test_upstream_gradient_of_one_is_not_a_pass(monkeypatch: pytest.MonkeyPatch) -> None:
-    """``loss.backward()`` hands on the stored gradient as it is (the same
-    numbers, one pass over the gradient fewer); any other upstream scales it."""
-    launches: list[int] = []
-    scale = gpu._scale_in_place
-    monkeypatch.setattr(gpu, "_scale_in_place", lambda g, u: (launches.append(1), scale(g, u)))
+def test_upstream_gradient_of_one_leaves_the_stored_one() -> None:
+    """``loss.backward()`` hands on the stored gradient as it is (the scaling
+    kernel reads the upstream 1 on the device and writes nothing); any other
+    upstream scales it."""
     y_true, y_pred = inputs(binary_logits, torch.float32, seed=6)
     loss = losskit.BinaryFocalCrossentropy(from_logits=True)
     grads = []
@@ -537,13 +539,29 @@ def test_upstream_gradient_of_one_is_not_a_pass(monkeypatch: pytest.MonkeyPatch)
         with on_device():
             loss(y_true, p).backward(upstream)
         grads.append(p.grad)
-    assert launches == [1]  # the upstream 0.5 alone
     reference = y_pred.clone().requires_grad_(True)
     with losskit.prefer_backend("reference"):
         loss(y_true, reference).backward()
     torch.testing.assert_close(grads[0], reference.grad, rtol=2e-5, atol=1e-7)
     torch.testing.assert_close(grads[1], grads[0], rtol=0, atol=0)
     torch.testing.assert_close(grads[2], grads[0] * 0.5, rtol=0, atol=0)
+
+
+def test_graph_capture_takes_the_reference(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a CUDA graph capture the per-call finiteness check (a read to
+    the host) cannot run: the loss goes to the reference, with its value and
+    gradient, instead of failing."""
+    loss = losskit.BinaryFocalCrossentropy(from_logits=True)  # not one torch's own losses take
+    y_true, y_pred = inputs(binary_logits, torch.float32, seed=3)
+    with on_device():
+        assert gpu.fused_call(loss, y_true, y_pred, None, None) is not None
+        monkeypatch.setattr(gpu, "_capturing", lambda y_pred: True)
+        assert gpu.fused_call(loss, y_true, y_pred, None, None) is None
+        p = y_pred.clone().requires_grad_(True)
+        value = loss(y_true, p)
+    assert type(value.grad_fn).__name__ != "FusedLossBackward"
+    with losskit.prefer_backend("reference"):
+        torch.testing.assert_close(value, loss(y_true, y_pred), rtol=1e-6, atol=1e-7)
 
 
 def test_double_backward_uses_the_reference() -> None:
@@ -698,8 +716,8 @@ def test_inplace_grad_without_grad_writes_nothing() -> None:
 def test_gpu_benchmark_smoke(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in ("ELEMENT_BLOCK", "CLASS_BLOCK", "SUM_BLOCK"):
-        monkeypatch.setattr(gpu, name, 4096)  # what the script runs with
+    for name, size in DEFAULT_BLOCKS.items():
+        monkeypatch.setattr(gpu, name, size)  # what the script runs with
     path = Path(__file__).parents[1] / "benchmarks" / "gpu.py"
     spec = importlib.util.spec_from_file_location("losskit_gpu_benchmark", path)
     assert spec is not None

@@ -54,8 +54,11 @@ __all__ = [
     "routes_cpu",
 ]
 
-ELEMENT_BLOCK = 4096
-"""Elements per program of the elementwise kernels (a tile of rows x features)."""
+ELEMENT_BLOCK = 2048
+"""Elements per program of the elementwise kernels (a tile of rows x features).
+On an H100, 2048 and 4096 with 4 warps measured within 3% of each other and
+16384 up to 5x slower (``benchmarks/gpu_tune.py``; its results are in
+``benchmarks/results/gpu_tune_NVIDIA-H100-80GB-HBM3.json``)."""
 CLASS_BLOCK = 4096
 """Classes per chunk of the row-wise kernels (a row of any length is read in chunks)."""
 SUM_BLOCK = 4096
@@ -386,6 +389,8 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
         return None
     if torch.compiler.is_compiling() or _config.backend_preference() != "fast":
         return None
+    if _capturing(y_pred):
+        return None  # the finiteness check reads the total on the host: not in a graph
     call = _prepare(loss, y_true, y_pred, sample_weight)
     if call is None:
         return None
@@ -404,6 +409,14 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
 
     reference = kernels._reference_of(loss, y_true, sample_weight)
     return _FusedLoss.apply(y_pred, (value, gradient, shape_rows, reference))
+
+
+def _capturing(y_pred: Any) -> bool:
+    """Whether ``y_pred``'s CUDA stream is being captured into a CUDA graph,
+    where reading a value back to the host (each call's finiteness check) is
+    an error: the reference, which needs no such read, runs instead."""
+    torch = sys.modules["torch"]
+    return bool(y_pred.is_cuda and torch.cuda.is_current_stream_capturing())
 
 
 def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
@@ -566,21 +579,6 @@ def _scale_in_place(gradient: Any, grad_output: Any) -> None:
     _launch(_k().scale_kernel, (programs,), gradient, factor, n, BLOCK=ELEMENT_BLOCK)
 
 
-def _is_one(grad_output: Any) -> bool:
-    """Whether the upstream gradient is exactly 1 (``loss.backward()``): the
-    stored gradient is then the answer as it is, and the pass that would scale
-    it (reading and writing the whole gradient again) is skipped.  Asking costs
-    one synchronisation, as the forward's finiteness check already does; inside
-    a CUDA graph capture, where a synchronisation is not allowed, the gradient
-    is scaled."""
-    torch = sys.modules["torch"]
-    if grad_output.numel() != 1:
-        return False
-    if grad_output.is_cuda and torch.cuda.is_current_stream_capturing():
-        return False
-    return bool((grad_output == 1).item())
-
-
 def _function_class() -> Any:
     torch: Any = sys.modules["torch"]
 
@@ -614,7 +612,7 @@ def _function_class() -> Any:
                 gradient.copy_(
                     gradient.reshape(rows.shape[0], -1).float().mul_(rows).view_as(gradient)
                 )
-            elif not _is_one(grad_output):
+            else:
                 _scale_in_place(gradient, grad_output)
             return gradient, None
 
