@@ -14,7 +14,9 @@ loss (class defaults, reduction "sum_over_batch_size") at ``--elements``
 * ``copy``: ``dst.copy_(src)`` of one input: the bandwidth B; the memory limit
   is ``2 bytes / B`` for fwd (read two inputs) and ``3 bytes / B`` for fwd+bwd
   (and write the gradient);
-* ``losskit fused``: the loss object (the Triton path);
+* ``losskit fused``: the loss object (the Triton path); its row also has
+  ``device_ms``, the GPU time of one call's kernels by torch.profiler (the
+  CUDA-event time adds the host's time, which the GPU waits for);
 * ``losskit reference``: the same under ``losskit.prefer_backend("reference")``;
 * ``torch native``: ``torch.nn.functional``'s loss where its math is Keras's;
 * ``torch.compile``: ``torch.compile`` of the loss object, which traces the
@@ -144,14 +146,38 @@ def _peak(fn: Callable[[], Any], device: str) -> float | None:
     return (torch.cuda.max_memory_allocated() - before) / 2**20
 
 
+def _device_ms(fn: Callable[[], Any], device: str) -> float | None:
+    """The GPU time of one call's kernels (torch.profiler, summed over every
+    kernel and copy it ran), without the host time that the CUDA-event time
+    includes: how near the kernels themselves are to the memory limit."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as trace:
+        fn()
+        torch.cuda.synchronize()
+    total_us = sum(
+        getattr(event, "self_device_time_total", None) or getattr(event, "self_cuda_time_total", 0)
+        for event in trace.key_averages()
+    )
+    return float(total_us) / 1e3
+
+
 def _measure(fn: Callable[[], Any], device: str, repeats: int, **row: Any) -> dict[str, Any]:
     try:
         ms = _time(fn, device, repeats)
         peak = _peak(fn, device)
+        fused = row["provider"] in ("losskit fused", "losskit inplace_grad")
+        kernels = _device_ms(fn, device) if fused else None
     except Exception as error:  # a peer that fails is reported, not fatal
         result = {**row, "ms": None, "peak_mib": None, "note": f"failed: {error!r}"[:200]}
     else:
         result = {**row, "ms": ms, "peak_mib": peak}
+        if kernels is not None:
+            result["device_ms"] = kernels
     _progress(result)
     return result
 
@@ -464,6 +490,11 @@ def markdown(report: dict[str, Any]) -> str:
         r["provider"]: r.get("peak_mib") for r in report["results"] if r.get("loss") == VOCABULARY
     }
     limits = report["memory_limits_ms"]
+    device = {
+        (r.get("loss"), r.get("dtype"), r.get("mode")): r["device_ms"]
+        for r in report["results"]
+        if r.get("device_ms") is not None and r["provider"] == "losskit fused"
+    }
     columns = [
         ("fwd", "losskit fused"),
         ("fwd", "torch native"),
@@ -475,11 +506,13 @@ def markdown(report: dict[str, Any]) -> str:
         ("fwd+bwd", "keras torch"),
         ("fwd+bwd", "keras jax"),
     ]
+    kernel_column = " | fused fwd+bwd, kernels only" if device else ""
     lines = [
         "| loss | dtype | "
         + " | ".join(f"{m} {p}" for m, p in columns)
+        + kernel_column
         + " | fused fwd+bwd / limit | target |",
-        "|---|---|" + "---:|" * len(columns) + "---:|---|",
+        "|---|---|" + "---:|" * (len(columns) + bool(device)) + "---:|---|",
     ]
     losses = list(
         dict.fromkeys(
@@ -490,6 +523,8 @@ def markdown(report: dict[str, Any]) -> str:
         limit = limits.get(dtype, {})
         for loss in losses:
             cells = [_cell(ms.get((loss, dtype, m, p))) for m, p in columns]
+            if device:
+                cells.append(_cell(device.get((loss, dtype, "fwd+bwd"))))
             if all(c == "-" for c in cells):
                 continue
             fused_fwd = ms.get((loss, dtype, "fwd", "losskit fused"))
