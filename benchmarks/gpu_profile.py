@@ -4,8 +4,9 @@
 For MSE and crossentropy from logits at ``--elements`` float32 elements this
 prints torch.profiler's table of device kernels for one ``loss.backward()``
 step (so an unexpected kernel, such as a copy of the gradient, shows by name),
-and the CUDA-event time of the step three ways: ``backward()`` into ``.grad``,
-``torch.autograd.grad`` (no accumulation into ``.grad``), and the forward alone.
+and the CUDA-event time of the step four ways: ``backward()`` into ``.grad``,
+``torch.autograd.grad`` (no accumulation into ``.grad``), the forward alone,
+and ``backward()`` inside ``assume_finite()`` (no read-back per call).
 
     python benchmarks/gpu_profile.py [--elements N]
 
@@ -28,6 +29,8 @@ def _profile(name: str, loss: Any, t: Any, p: Any, repeats: int) -> None:
     import torch
     from torch.profiler import ProfilerActivity, profile
 
+    from losskit.kernels.triton import assume_finite
+
     def step() -> None:
         p.grad = None
         loss(t, p).backward()
@@ -39,8 +42,18 @@ def _profile(name: str, loss: Any, t: Any, p: Any, repeats: int) -> None:
         with torch.no_grad():
             loss(t, p)
 
+    def trusted() -> None:
+        with assume_finite():
+            step()
+
     p.requires_grad_(True)
-    for label, fn in (("backward()", step), ("autograd.grad", grad_only), ("forward", forward)):
+    timed = [
+        ("backward()", step),
+        ("autograd.grad", grad_only),
+        ("forward", forward),
+        ("backward() under assume_finite", trusted),
+    ]
+    for label, fn in timed:
         print(f"{name}: {label}: {_time(fn, 'cuda', repeats):.3f} ms", flush=True)
     step()
     torch.cuda.synchronize()

@@ -564,6 +564,45 @@ def test_graph_capture_takes_the_reference(monkeypatch: pytest.MonkeyPatch) -> N
         torch.testing.assert_close(value, loss(y_true, y_pred), rtol=1e-6, atol=1e-7)
 
 
+ASSUME_FINITE_CASES = ["mse", "huber", "bce_logits", "cce_logits", "scce_logits", "dice"]
+
+
+@pytest.mark.parametrize(
+    ("name", "factory", "make"),
+    [c for c in CASES if c[0] in ASSUME_FINITE_CASES],
+    ids=[c[0] for c in CASES if c[0] in ASSUME_FINITE_CASES],
+)
+def test_assume_finite_reads_nothing_back(
+    name: str, factory: Any, make: Make, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under assume_finite no value is read back to the host (Tensor.item
+    made to fail), a graph capture keeps the kernels, finite inputs give the
+    checked call's numbers bit for bit, and a non-finite input gives a NaN
+    loss instead of the reference's."""
+    loss = factory()
+    y_true, y_pred = inputs(make, torch.float32, seed=9)
+    checked = run(loss, y_true, y_pred, None, True)
+
+    def no_read(self: Any) -> Any:
+        raise AssertionError("a value was read back to the host")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(torch.Tensor, "item", no_read)
+        with pytest.raises(AssertionError, match="read back"), on_device():
+            gpu.fused_call(loss, y_true, y_pred, None, None)  # checked: it reads
+        patched.setattr(gpu, "_capturing", lambda y_pred: True)
+        with gpu.assume_finite():
+            trusted = run(loss, y_true, y_pred, None, True)
+    for mine, theirs in zip(trusted, checked, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=0, atol=0)
+    bad = y_pred.clone()
+    bad.view(-1)[3] = float("inf")
+    with gpu.assume_finite(), on_device():
+        value = gpu.fused_call(loss, y_true, bad, None, None)
+    assert value is not None
+    assert bool(torch.isnan(value))
+
+
 def test_double_backward_uses_the_reference() -> None:
     y_true, y_pred = inputs(soft_logits, torch.float32, seed=7)
     loss = losskit.CategoricalCrossentropy(from_logits=True)

@@ -47,6 +47,7 @@ import numpy as np
 from losskit import _config
 
 __all__ = [
+    "assume_finite",
     "available",
     "cross_entropy_inplace_grad",
     "fused_call",
@@ -70,6 +71,9 @@ _FLOAT_DTYPES = ("float32", "bfloat16", "float16", "float64")
 _LABEL_DTYPES = ("int8", "int16", "int32", "int64", "uint8", *_FLOAT_DTYPES)
 _ROUTE_CPU: contextvars.ContextVar[bool] = contextvars.ContextVar(
     "losskit_triton_on_cpu", default=False
+)
+_ASSUME_FINITE: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "losskit_triton_assume_finite", default=False
 )
 
 
@@ -103,6 +107,37 @@ def interpret_on_cpu() -> Iterator[None]:
         yield
     finally:
         _ROUTE_CPU.reset(token)
+
+
+@contextlib.contextmanager
+def assume_finite() -> Iterator[None]:
+    """Inside this block the fused GPU kernels do not read each call's total
+    back to the host to check it for inf and NaN: no synchronisation per call,
+    and calls inside a CUDA graph capture keep the kernels.
+
+    By default a call whose inputs (or derivatives) hold inf or NaN is handed
+    to the reference, which gives Keras's exact inf/NaN pattern; deciding that
+    costs one device-to-host read per call, which stops the host from running
+    ahead of the GPU.  Here that read is skipped, so such a call keeps the
+    kernels' result instead: a reduced loss is NaN (every partial sum carries
+    a guard that is NaN for a non-finite input), and per-sample values
+    (``reduction=None``) and gradients are whatever the kernels' formulas give
+    for them.  For finite inputs the results are the same numbers, bit for
+    bit.  Per thread (a context variable), like :func:`losskit.prefer_backend`.
+
+    >>> import losskit
+    >>> from losskit.kernels.triton import assume_finite
+    >>> loss = losskit.MeanSquaredError()
+    >>> with assume_finite():
+    ...     value = loss([[0.0, 1.0]], [[1.0, 1.0]])  # (on CUDA tensors: no sync)
+    >>> float(value)
+    0.5
+    """
+    token = _ASSUME_FINITE.set(True)
+    try:
+        yield
+    finally:
+        _ASSUME_FINITE.reset(token)
 
 
 def _k() -> Any:
@@ -389,7 +424,8 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
         return None
     if torch.compiler.is_compiling() or _config.backend_preference() != "fast":
         return None
-    if _capturing(y_pred):
+    check = not _ASSUME_FINITE.get()
+    if check and _capturing(y_pred):
         return None  # the finiteness check reads the total on the host: not in a graph
     call = _prepare(loss, y_true, y_pred, sample_weight)
     if call is None:
@@ -397,9 +433,9 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
     wants_grad = bool(y_pred.requires_grad and torch.is_grad_enabled())
     gradient = torch.empty_like(y_pred) if wants_grad else None
     if call.kernel.layout == "overlap":
-        result = _overlap(loss, call, gradient)
+        result = _overlap(loss, call, gradient, check)
     else:
-        result = _reduced(call, gradient)
+        result = _reduced(call, gradient, check)
     if result is None:
         return None
     value, shape_rows = result
@@ -414,7 +450,8 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
 def _capturing(y_pred: Any) -> bool:
     """Whether ``y_pred``'s CUDA stream is being captured into a CUDA graph,
     where reading a value back to the host (each call's finiteness check) is
-    an error: the reference, which needs no such read, runs instead."""
+    an error: the reference, which needs no such read, runs instead (unless
+    :func:`assume_finite` drops the check)."""
     torch = sys.modules["torch"]
     return bool(y_pred.is_cuda and torch.cuda.is_current_stream_capturing())
 
@@ -529,7 +566,7 @@ def _not_binary(t: Any) -> Any:
     return _total(partials, one)[1:]
 
 
-def _overlap(loss: Any, call: _Call, gradient: Any) -> Any:
+def _overlap(loss: Any, call: _Call, gradient: Any, check: bool = True) -> Any:
     """Dice or Tversky over the whole array: three sums, the value, and the
     gradient ``slope * t + offset`` derived from the reference's expression."""
     torch = sys.modules["torch"]
@@ -559,7 +596,7 @@ def _overlap(loss: Any, call: _Call, gradient: Any) -> Any:
         slope = -1.0 / denominator + intersection * (1.0 - alpha - beta) / denominator**2
         offset = intersection * alpha / denominator**2
     coefficients = torch.stack([slope, offset, value])
-    if not bool(torch.isfinite(coefficients).all().item()):
+    if check and not bool(torch.isfinite(coefficients).all().item()):
         return None
     if gradient is not None:
         _launch(
