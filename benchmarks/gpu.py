@@ -683,10 +683,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     return report
 
 
-if __name__ == "__main__":
+def interpret_without_cuda() -> None:
+    """Without a CUDA device, Triton's interpreter runs the kernels on CPU: the
+    variable must be set before Triton builds them (first import)."""
     if os.environ.get("TRITON_INTERPRET") is None:
         import torch
 
         if not torch.cuda.is_available():
-            os.environ["TRITON_INTERPRET"] = "1"  # before Triton builds the kernels
+            os.environ["TRITON_INTERPRET"] = "1"
+
+
+if __name__ == "__main__":
+    interpret_without_cuda()
     main()

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu import ROOT, _inputs, _routing, _step, _time
+from gpu import ROOT, _inputs, _routing, _step, _time, interpret_without_cuda
 
 CONFIGS = [
     (2048, 4),
@@ -125,9 +124,5 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    if os.environ.get("TRITON_INTERPRET") is None:
-        import torch
-
-        if not torch.cuda.is_available():
-            os.environ["TRITON_INTERPRET"] = "1"  # before Triton builds the kernels
+    interpret_without_cuda()
     main()

@@ -273,6 +273,16 @@ def not_binary_kernel(t_ptr, partial_ptr, n, BLOCK: tl.constexpr):  # type: igno
 
 
 @triton.jit
+def _online_logsumexp(largest, total, x, mask):  # type: ignore[no-untyped-def]
+    """Fold a chunk (rows x classes) into each row's running maximum and its
+    sum of ``exp(x - maximum)``, rescaling the sum when the maximum grows."""
+    new_largest = tl.maximum(largest, tl.max(x, axis=1))
+    shift = tl.where(largest == new_largest, 1.0, tl.exp(largest - new_largest))
+    e = tl.where(mask, tl.exp(x - new_largest[:, None]), 0.0)
+    return new_largest, total * shift + tl.sum(e, axis=1)
+
+
+@triton.jit
 def _online_max(largest, count, values, mask):  # type: ignore[no-untyped-def]
     """Fold a chunk (rows x classes) into each row's running maximum and the
     number of its maximisers."""
@@ -369,11 +379,7 @@ def row_kernel(  # type: ignore[no-untyped-def]
                 mask = row_mask[:, None] & (offsets < n_classes)[None, :]
                 index = base[:, None] + offsets[None, :]
                 x = tl.load(p_ptr + index, mask=mask, other=-float("inf")).to(tl.float32)
-                new_largest = tl.maximum(largest, tl.max(x, axis=1))
-                shift = tl.where(largest == new_largest, 1.0, tl.exp(largest - new_largest))
-                e = tl.where(mask, tl.exp(x - new_largest[:, None]), 0.0)
-                total = total * shift + tl.sum(e, axis=1)
-                largest = new_largest
+                largest, total = _online_logsumexp(largest, total, x, mask)
                 guard += tl.sum(tl.where(mask, x * 0.0, 0.0), axis=1)
                 if LOSS == 0:
                     t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
@@ -553,11 +559,7 @@ def row_kernel(  # type: ignore[no-untyped-def]
             mask = row_mask[:, None] & (offsets < n_classes)[None, :]
             x = tl.load(p_ptr + base[:, None] + offsets[None, :], mask=mask, other=-float("inf"))
             x = x.to(tl.float32)
-            new_largest = tl.maximum(largest, tl.max(x, axis=1))
-            shift = tl.where(largest == new_largest, 1.0, tl.exp(largest - new_largest))
-            e = tl.where(mask, tl.exp(x - new_largest[:, None]), 0.0)
-            total = total * shift + tl.sum(e, axis=1)
-            largest = new_largest
+            largest, total = _online_logsumexp(largest, total, x, mask)
             guard += tl.sum(tl.where(mask, x * 0.0, 0.0), axis=1)
         log_total = tl.log(total)
         loss = zeros
