@@ -30,7 +30,9 @@ and crossentropy from logits at (8192 tokens, 128256 classes) in bfloat16:
 losskit fused, ``cross_entropy_inplace_grad``, the reference, ``F.cross_entropy``,
 ``torch.compile`` and Liger-Kernel's ``LigerCrossEntropyLoss`` (if it imports).
 Every row has the median time in ms of ``--repeats`` timed calls (CUDA events,
-after two warm-up calls) and the peak memory allocated above the inputs.
+each from an idle GPU, after two warm-up calls), ``loop_ms``, the mean of as
+many calls issued back to back (as in a training loop), and the peak memory
+allocated above the inputs.
 
 With ``--cpu-smoke`` (implied without CUDA) it runs tiny sizes; without CUDA on
 CPU tensors under Triton's interpreter (``TRITON_INTERPRET=1``), saying which
@@ -134,6 +136,24 @@ def _time(fn: Callable[[], Any], device: str, repeats: int) -> float:
     return statistics.median(times)
 
 
+def _back_to_back(fn: Callable[[], Any], device: str, repeats: int) -> float | None:
+    """Mean ms per call of ``repeats`` calls issued back to back, as a training
+    loop issues them: the host may run ahead of the GPU (except where a call
+    waits for it), so launch overhead hides behind earlier calls' kernels."""
+    import torch
+
+    if device != "cuda":
+        return None
+    torch.cuda.synchronize()
+    start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(repeats):
+        fn()
+    stop.record()
+    stop.synchronize()
+    return float(start.elapsed_time(stop)) / repeats
+
+
 def _peak(fn: Callable[[], Any], device: str) -> float | None:
     """Peak memory (MiB) allocated by one call above what was allocated before it."""
     import torch
@@ -171,6 +191,7 @@ def _device_ms(fn: Callable[[], Any], device: str) -> float | None:
 def _measure(fn: Callable[[], Any], device: str, repeats: int, **row: Any) -> dict[str, Any]:
     try:
         ms = _time(fn, device, repeats)
+        loop_ms = _back_to_back(fn, device, repeats)
         peak = _peak(fn, device)
         fused = row["provider"] in (
             "losskit fused",
@@ -182,6 +203,8 @@ def _measure(fn: Callable[[], Any], device: str, repeats: int, **row: Any) -> di
         result = {**row, "ms": None, "peak_mib": None, "note": f"failed: {error!r}"[:200]}
     else:
         result = {**row, "ms": ms, "peak_mib": peak}
+        if loop_ms is not None:
+            result["loop_ms"] = loop_ms
         if kernels is not None:
             result["device_ms"] = kernels
     _progress(result)
@@ -507,6 +530,14 @@ def markdown(report: dict[str, Any]) -> str:
         for r in report["results"]
         if r.get("device_ms") is not None and r["provider"] == "losskit fused"
     }
+    loop = {
+        (r.get("loss"), r.get("dtype"), r.get("mode"), r["provider"]): r["loop_ms"]
+        for r in report["results"]
+        if r.get("loop_ms") is not None
+    }
+    loop_columns = [("fwd+bwd", "losskit fused"), ("fwd+bwd", "losskit assume_finite")]
+    loop_columns += [("fwd+bwd", "torch.compile")]
+    loop_columns = [c for c in loop_columns if any(k[2:] == c for k in loop)]
     columns = [
         ("fwd", "losskit fused"),
         ("fwd", "torch native"),
@@ -522,12 +553,13 @@ def markdown(report: dict[str, Any]) -> str:
     measured = {(r.get("mode"), r["provider"]) for r in report["results"] if r.get("ms")}
     columns = [column for column in columns if column in measured]
     kernel_column = " | fused fwd+bwd, kernels only" if device else ""
+    kernel_column += "".join(f" | {m} {p}, back to back" for m, p in loop_columns)
     lines = [
         "| loss | dtype | "
         + " | ".join(f"{m} {p}" for m, p in columns)
         + kernel_column
         + " | fused fwd+bwd / limit | target |",
-        "|---|---|" + "---:|" * (len(columns) + bool(device)) + "---:|---|",
+        "|---|---|" + "---:|" * (len(columns) + bool(device) + len(loop_columns)) + "---:|---|",
     ]
     losses = list(
         dict.fromkeys(
@@ -540,6 +572,7 @@ def markdown(report: dict[str, Any]) -> str:
             cells = [_cell(ms.get((loss, dtype, m, p))) for m, p in columns]
             if device:
                 cells.append(_cell(device.get((loss, dtype, "fwd+bwd"))))
+            cells += [_cell(loop.get((loss, dtype, m, p))) for m, p in loop_columns]
             if all(c == "-" for c in cells):
                 continue
             fused_fwd = ms.get((loss, dtype, "fwd", "losskit fused"))

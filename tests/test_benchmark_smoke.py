@@ -168,3 +168,28 @@ def test_readme_gpu_table_is_the_committed_results() -> None:
     assert "| mse | float32 | 1.25 | 1.49 | 0.97 | 2.16 |" in table
     assert "| liger-kernel | 3.93 | 0 |" in table
     assert table in (root / "README.md").read_text()
+
+
+def test_gpu_table_shows_kernel_and_back_to_back_times_when_measured() -> None:
+    """Rows that carry the profiler's kernel time and the back-to-back time
+    get their columns; rows without them print '-'."""
+    root = RUN.parents[1]
+    results = root / "benchmarks" / "results" / "gpu_NVIDIA-H100-80GB-HBM3.json"
+    report = json.loads(results.read_text())
+    for row in report["results"]:
+        if row.get("loss") == "mse" and row.get("mode") == "fwd+bwd":
+            row["loop_ms"] = 1.234
+            if row["provider"] == "losskit fused":
+                row["device_ms"] = 1.055
+    spec = importlib.util.spec_from_file_location("gpu_bench", root / "benchmarks" / "gpu.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.markdown(report).splitlines()
+    assert table[0].count("back to back") == 2  # losskit fused and torch.compile
+    assert "kernels only" in table[0]
+    mse = next(line for line in table if line.startswith("| mse | float32 |"))
+    assert "| 1.05 | 1.23 | 1.23 |" in mse
+    mae = next(line for line in table if line.startswith("| mae | float32 |"))
+    assert "| - | - | - |" in mae
