@@ -513,6 +513,7 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
             num_warps=NUM_WARPS,
         )
     else:
+        one_chunk_losses = (k.CATEGORICAL_LOGITS, k.SPARSE_LOGITS)  # read a short row once
         block_c = min(_next_power_of_2(call.features), CLASS_BLOCK)
         block_r = max(1, ELEMENT_BLOCK // block_c)  # short rows: several per program
         programs = _cdiv(call.rows, block_r)
@@ -540,7 +541,7 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
             STORE_ROWS=store_rows,
             BLOCK_R=block_r,
             BLOCK_C=block_c,
-            ONE_CHUNK=call.features <= block_c and call.kernel.loss in _ONE_CHUNK_LOSSES,
+            ONE_CHUNK=call.features <= block_c and call.kernel.loss in one_chunk_losses,
             num_warps=NUM_WARPS,
         )
     out = _total(partials, divisor)
@@ -550,9 +551,6 @@ def _reduced(call: _Call, grad_out: Any, check: bool = True) -> Any:
         shape = (*call.p.shape[:-1], 1) if call.weights.expanded else call.p.shape[:-1]
         return rows_out.reshape(shape), True
     return out[0].clone(), False
-
-
-_ONE_CHUNK_LOSSES = (0, 2)  # row_kernel's CATEGORICAL_LOGITS and SPARSE_LOGITS
 
 
 def _not_binary(t: Any) -> Any:
