@@ -277,6 +277,26 @@ def assert_matches(fused: tuple[Any, Any], reference: tuple[Any, Any], tol: floa
 @pytest.mark.parametrize("reduction", REDUCTIONS)
 @pytest.mark.parametrize(("name", "factory", "make"), CASES, ids=IDS)
 def test_matches_reference(name: str, factory: Any, make: Make, reduction: str) -> None:
+    _check_against_reference(name, factory, make, reduction)
+
+
+ONE_CHUNK_CASES = [c for c in CASES if c[0] in ("cce_logits", "scce_logits", "scce_ignore")]
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize(
+    ("name", "factory", "make"), ONE_CHUNK_CASES, ids=[c[0] for c in ONE_CHUNK_CASES]
+)
+def test_rows_in_one_chunk_match_reference(
+    name: str, factory: Any, make: Make, reduction: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crossentropy from logits with every row in one chunk (read once, the
+    gradient from the loaded values): every reduction and weight kind."""
+    monkeypatch.setattr(gpu, "CLASS_BLOCK", 16)
+    _check_against_reference(name, factory, make, reduction)
+
+
+def _check_against_reference(name: str, factory: Any, make: Make, reduction: str) -> None:
     if name in OVERLAP and reduction != "sum_over_batch_size":
         pytest.skip("Dice and Tversky over all axes are one number: no reduction applies")
     if name == "scce_ignore" and reduction == "none":
