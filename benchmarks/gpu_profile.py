@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gpu import _inputs, _time
+from gpu import _inputs, _step, _time
 
 
 def _profile(name: str, loss: Any, t: Any, p: Any, repeats: int) -> None:
@@ -31,16 +31,14 @@ def _profile(name: str, loss: Any, t: Any, p: Any, repeats: int) -> None:
 
     from losskit.kernels.triton import assume_finite
 
-    def step() -> None:
-        p.grad = None
-        loss(t, p).backward()
+    step = _step(loss, t, p, backward=True)
 
     def grad_only() -> None:
         torch.autograd.grad(loss(t, p), p)
 
     def forward() -> None:
         with torch.no_grad():
-            loss(t, p)
+            _step(loss, t, p, backward=False)()
 
     def trusted() -> None:
         with assume_finite():
