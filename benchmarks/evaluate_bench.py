@@ -59,10 +59,11 @@ CHUNK = 1 << 20
 # VALUES (a dict of loss name -> value).  Only the code between the two
 # clock readings is timed: reading and computing, not the imports.
 # Numba and the kernel modules are imports too (polars' engine is imported
-# outside the clock as well); compiling or loading the cached kernels is not.
+# outside the clock as well) where the command loads them, which it decides
+# before reading (``uses_kernels``: only where they save more than Numba's
+# start-up); compiling or loading the cached kernels is not.
 KERNEL_IMPORTS = (
-    "from losskit import kernels\n"
-    "if kernels.available():\n"
+    "if ev.uses_kernels(OPTIONS):\n"
     "    import losskit.kernels._numba_elementwise, losskit.kernels._numba_rowwise\n"
     "    import losskit.kernels._numba_regression\n"
 )
@@ -74,34 +75,34 @@ LOSSKIT_IMPORTS = (
     "from losskit import _array\n"
     "_array.numpy_namespace()\n"
 )
+
+
+def losskit_setup(**options: str) -> str:
+    """The imports of a losskit contender whose command has these options."""
+    arguments = "".join(f", {name}={value!r}" for name, value in options.items())
+    return (
+        LOSSKIT_IMPORTS
+        + f"OPTIONS = ev.Options(paths=[FILE], progress=False{arguments})\n"
+        + KERNEL_IMPORTS
+    )
+
+
 POLARS_SCAN = "SCAN = pl.scan_csv if FILE.endswith('.csv') else pl.scan_parquet\n"
 PRELUDE = "import time, json, sys\nFILE = sys.argv[1]\n"
 CONTENDERS: dict[str, tuple[str, str]] = {
-    "losskit_regression": (
-        LOSSKIT_IMPORTS + KERNEL_IMPORTS,
-        "VALUES = ev.run(ev.Options(paths=[FILE], progress=False))['losses']",
-    ),
-    # MSE alone: no kernel imports, since up to a few 10^8 rows the command
-    # does not load Numba at all (kernels_pay_off); beyond, the clock counts
-    # Numba's import as well.
-    "losskit_mse": (
-        LOSSKIT_IMPORTS,
-        "VALUES = ev.run(ev.Options(paths=[FILE], loss='mse', progress=False))['losses']",
-    ),
+    "losskit_regression": (losskit_setup(), "VALUES = ev.run(OPTIONS)['losses']"),
+    "losskit_mse": (losskit_setup(loss="mse"), "VALUES = ev.run(OPTIONS)['losses']"),
     # With --groups K: the same losses per group of an integer column of K
     # distinct keys, the CSV text (one line per group) included in the time.
-    # MSE per group: no kernel imports either, as the command loads none here.
     "losskit_grouped_mse": (
-        LOSSKIT_IMPORTS,
-        "report = ev.run(ev.Options(paths=[FILE], loss='mse', group_by='g', progress=False),\n"
-        "                columnar=True)\n"
+        losskit_setup(loss="mse", group_by="g"),
+        "report = ev.run(OPTIONS, columnar=True)\n"
         "TEXT = ev.render(report, 'csv')\n"
         "VALUES = report['losses']",
     ),
     "losskit_grouped_regression": (
-        LOSSKIT_IMPORTS + KERNEL_IMPORTS,
-        "report = ev.run(ev.Options(paths=[FILE], group_by='g', progress=False),\n"
-        "                columnar=True)\n"
+        losskit_setup(group_by="g"),
+        "report = ev.run(OPTIONS, columnar=True)\n"
         "TEXT = ev.render(report, 'csv')\n"
         "VALUES = report['losses']",
     ),

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -62,12 +63,67 @@ def test_kernels_when_they_save_more_than_numba_costs(
 
 
 @pytest.mark.usefixtures("fresh_process")
-def test_text_without_row_counts_is_estimated_from_its_size() -> None:
-    # 3.6e9 bytes over 2 numeric columns: 2.25e8 values at most; MSE saves
-    # 0.45 s, the 7 regression losses 9 s
+def test_text_without_a_sample_is_estimated_from_its_size() -> None:
+    # (no such file to sample) 3.6e9 bytes over 2 numeric columns: 2.25e8
+    # values at most; MSE saves 0.45 s, the 7 regression losses 9 s
     assert plan(None).pieces[0].rows is None
     assert kernels_pay_off(plan(None, MSE)) is False
     assert kernels_pay_off(plan(None, REGRESSION)) is True
+
+
+def csv_piece(path: Path, text: bytes, nbytes: int | None = None) -> readers.Piece:
+    path.write_bytes(text)
+    return readers.Piece(str(path), "csv", 0, 0, 0, None, nbytes or len(text))
+
+
+@pytest.mark.parametrize(
+    ("text", "rows"),
+    [
+        (b"", 0),
+        (b"y_true,y_pred", 0),
+        (b"y_true,y_pred\n", 0),
+        (b"y_true,y_pred\n1,2", 1),
+        (b"y_true,y_pred\n1,2\n3,4\n", 2),
+        (b"y_true,y_pred\r\n1,2\r\n3,4\r\n5,6", 3),
+    ],
+)
+def test_a_csv_file_within_the_sample_is_counted(tmp_path: Path, text: bytes, rows: int) -> None:
+    assert readers.estimated_csv_rows(csv_piece(tmp_path / "small.csv", text)) == rows
+
+
+def test_a_larger_csv_file_is_estimated_from_its_first_lines(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    lines = [f"{a!r},{b!r}\n".encode() for a, b in rng.normal(size=(40_000, 2)).tolist()]
+    text = b"y_true,y_pred\n" + b"".join(lines)
+    assert len(text) > 3 * readers.TEXT_SAMPLE_BYTES
+    estimate = readers.estimated_csv_rows(csv_piece(tmp_path / "large.csv", text))
+    assert estimate is not None
+    assert abs(estimate - 40_000) < 40_000 * 0.02
+
+
+def test_csv_rows_not_estimated_where_the_sample_says_nothing(tmp_path: Path) -> None:
+    no_line_end = csv_piece(tmp_path / "one_line.csv", b"x" * readers.TEXT_SAMPLE_BYTES * 2)
+    header_only = csv_piece(tmp_path / "header.csv", b"h" * readers.TEXT_SAMPLE_BYTES + b"\n1\n")
+    compressed = csv_piece(tmp_path / "data.csv.gz", b"y_true,y_pred\n1,2\n")
+    missing = readers.Piece(str(tmp_path / "missing.csv"), "csv", 0, 0, 0, None, 100)
+    for piece in (no_line_end, header_only, compressed, missing):
+        assert readers.estimated_csv_rows(piece) is None, piece.path
+
+
+@pytest.mark.usefixtures("fresh_process")
+def test_csv_rows_come_from_the_line_lengths(tmp_path: Path) -> None:
+    # Lines of two 17-digit floats (about 40 bytes): 4*10^8 bytes are about
+    # 10^7 rows, where the seven losses on NumPy beat Numba's start-up; the
+    # bound of 8 bytes a value counted 2.5*10^7 rows and chose Numba.
+    rng = np.random.default_rng(1)
+    lines = [f"{a:.17f},{b:.17f}\n".encode() for a, b in rng.uniform(size=(20_000, 2)).tolist()]
+    text = b"y_true,y_pred\n" + b"".join(lines)
+    piece = csv_piece(tmp_path / "data.csv", text, nbytes=4 * 10**8)
+    line_length = (len(text) - 14) / 20_000
+    csv_plan = Plan((piece,), COLUMNS, REGRESSION, batch_rows=1 << 20)
+    assert engine._estimated_rows(csv_plan) == pytest.approx(4 * 10**8 / line_length, rel=0.02)
+    assert kernels_pay_off(csv_plan) is False
+    assert kernels_pay_off(replace(csv_plan, pieces=(replace(piece, nbytes=10**9),))) is True
 
 
 @pytest.mark.usefixtures("fresh_process")
@@ -203,6 +259,26 @@ def test_a_small_file_is_scored_without_importing_numba(tmp_path: Path) -> None:
     assert "NUMBA False 0" in run_fresh(path)
     forced = 'engine._NUMPY_EXTRA_NS["MeanSquaredError"] = 10**9'
     assert "NUMBA True 0" in run_fresh(path, forced)
+
+
+def test_uses_kernels_tells_what_run_will_choose(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from losskit.cli import evaluate
+
+    path = tmp_path / "data.parquet"
+    b = batch(1 << 12)
+    pq.write_table(pa.table({"y_true": b.y_true[:, 0], "y_pred": b.y_pred[:, 0]}), path)
+    chosen: list[bool] = []
+    monkeypatch.setattr(
+        evaluate, "run_local", lambda plan, **_: chosen.append(plan.use_kernels) or Work.empty(plan)
+    )
+    for start_up in (0.5, 0.0):  # a fresh process, then one that loaded Numba
+        monkeypatch.setattr(engine, "_numba_start_up", lambda: start_up)
+        options = evaluate.Options(paths=[str(path)], loss="mse", progress=False)
+        with pytest.raises(evaluate.CLIError, match="No rows"):
+            evaluate.run(options)
+        assert evaluate.uses_kernels(options) is chosen[-1] is (start_up == 0.0)
 
 
 def test_a_grouped_run_without_kernels_does_not_import_numba_for_its_total(

@@ -281,12 +281,16 @@ def _estimated_elements(plan: Plan) -> int:
 
 def _estimated_rows(plan: Plan) -> int:
     """The number of rows: from the row counts where the format has them,
-    else from the size (text: at least 8 bytes per value with its separator,
-    so this errs towards more rows)."""
+    else for uncompressed CSV from the line lengths of the file's start
+    (:func:`readers.estimated_csv_rows`), else from the size (text: at least
+    8 bytes per value with its separator, so this errs towards more rows;
+    it counted a CSV file of 10^7 rows of two floats as 2.3*10^7 rows, and
+    loaded Numba where NumPy was 0.2 s faster as a command)."""
     numeric = len(plan.columns.numeric) + (plan.columns.group_by is not None)
     total = 0
     for piece in plan.pieces:
-        total += piece.nbytes // (8 * numeric) if piece.rows is None else piece.rows
+        rows = piece.rows if piece.rows is not None else readers.estimated_csv_rows(piece)
+        total += piece.nbytes // (8 * numeric) if rows is None else rows
     return total
 
 

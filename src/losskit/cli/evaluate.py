@@ -518,6 +518,38 @@ def example_path() -> Any:
     return resources.as_file(resources.files("losskit") / "data" / EXAMPLE)
 
 
+def _planned(options: Options, files: list[str]) -> tuple[Plan, dict[str, str]]:
+    """The plan of the evaluation, and the losses left out with why."""
+    columns = readers.ColumnSpec(
+        _columns(options.y_true, "--y-true"),
+        _columns(options.y_pred, "--y-pred"),
+        options.sample_weight,
+        options.group_by,
+    )
+    if options.batch_rows < 1:
+        raise CLIError(f"--batch-rows must be >= 1; received {options.batch_rows}.")
+    pieces = readers.plan(files, columns, options.batch_rows)
+    chosen, skipped = select_losses(parse_losses(options.loss), pieces, columns, options.nan_policy)
+    plan = Plan(
+        tuple(pieces),
+        columns,
+        tuple(chosen),
+        options.batch_rows,
+        options.nan_policy,
+        histogram=options.plot is not None,
+    )
+    return plan, skipped
+
+
+def uses_kernels(options: Options) -> bool:
+    """Whether :func:`run` with these options (files named in ``paths``, the
+    local engine) will compute on the Numba kernels, by
+    :func:`~losskit.cli.engine.kernels_pay_off`: for a benchmark that imports
+    what the command imports, before its clock."""
+    plan, _ = _planned(options, readers.find_files(options.paths))
+    return kernels_pay_off(plan)
+
+
 def run(
     options: Options,
     on_piece_start: Callable[[readers.Piece], None] | None = None,
@@ -530,30 +562,11 @@ def run(
         example = not options.paths
         paths = options.paths or [str(stack.enter_context(example_path()))]
         files = readers.find_files(paths)
-        columns = readers.ColumnSpec(
-            _columns(options.y_true, "--y-true"),
-            _columns(options.y_pred, "--y-pred"),
-            options.sample_weight,
-            options.group_by,
-        )
-        if options.batch_rows < 1:
-            raise CLIError(f"--batch-rows must be >= 1; received {options.batch_rows}.")
-        pieces = readers.plan(files, columns, options.batch_rows)
-        chosen, skipped = select_losses(
-            parse_losses(options.loss), pieces, columns, options.nan_policy
-        )
-        plan = Plan(
-            tuple(pieces),
-            columns,
-            tuple(chosen),
-            options.batch_rows,
-            options.nan_policy,
-            histogram=options.plot is not None,
-        )
+        plan, skipped = _planned(options, files)
         engine = options.engine or ("dask" if options.scheduler else "local")
         if options.scheduler and engine != "dask":
             raise CLIError("--scheduler needs --engine dask (or no --engine).")
-        total_bytes = sum(p.nbytes for p in pieces)
+        total_bytes = sum(p.nbytes for p in plan.pieces)
         with Progress(total_bytes, options.progress) as progress:
             if engine == "dask":
                 from losskit.cli.dask_engine import run_dask

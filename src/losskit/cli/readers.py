@@ -646,6 +646,36 @@ def _line_chunks(path: str, size: int) -> Iterator[bytes | memoryview]:
             yield memoryview(block)[:cut]
 
 
+TEXT_SAMPLE_BYTES = 1 << 18
+
+
+def estimated_csv_rows(piece: Piece) -> int | None:
+    """The number of data rows of an uncompressed CSV piece, from the line
+    lengths in its first :data:`TEXT_SAMPLE_BYTES` (exact where the file fits
+    in them), or None where that says nothing: a compressed or unreadable
+    file, a sample without a line after the header.  Only an estimate (the
+    first lines may be shorter or longer than the rest), used to choose
+    between code paths, never as a count."""
+    if piece.format != "csv" or piece.path.lower().endswith(".gz"):
+        return None
+    try:
+        with open(piece.path, "rb") as file:
+            sample = file.read(TEXT_SAMPLE_BYTES)
+    except OSError:
+        return None
+    whole_file = len(sample) < TEXT_SAMPLE_BYTES
+    body_start = sample.find(b"\n") + 1  # after the header
+    if body_start in (0, len(sample)):  # nothing after the header line
+        return 0 if whole_file else None
+    lines = sample.count(b"\n", body_start)
+    if whole_file:
+        return lines + (not sample.endswith(b"\n"))
+    if lines == 0:
+        return None
+    measured = sample.rfind(b"\n") + 1 - body_start  # the sample's whole lines
+    return math.ceil((piece.nbytes - body_start) * lines / measured)
+
+
 def _csv_nulls() -> set[str]:
     pcsv = require("pyarrow.csv")
     return set(pcsv.ConvertOptions().null_values)
