@@ -222,12 +222,23 @@ def write_csv(parquet: Path, path: Path) -> None:
     temporary.rename(path)
 
 
+# An installed package has its bytecode compiled; with PYTHONDONTWRITEBYTECODE
+# set (some sandboxes and CI images set it), every fresh process would compile
+# the modules of an editable install from source (50 ms for losskit's), so
+# the contenders may write their caches (the first round does).
+CHILD_ENVIRONMENT = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_contender(name: str, path: Path) -> dict[str, Any]:
     setup, work = CONTENDERS[name]
     code = PRELUDE + WORKER.format(setup=setup, work=textwrap.indent(work, "").strip())
     started = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=False
+        [sys.executable, "-c", code, str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=CHILD_ENVIRONMENT,
     )
     wall = time.perf_counter() - started
     if result.returncode != 0:
