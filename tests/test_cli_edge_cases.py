@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -132,7 +133,22 @@ def _changing_width(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("batch_rows", ["1", "2", "3", "1000"])
+def test_list_width_changing_within_a_batch_is_an_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Row groups smaller than a batch are read together: one batch, so the
+    error names the row where the width changes."""
+    path = _changing_width(tmp_path)
+    for jobs in ("1", "3"):
+        one_line_error(
+            [str(path), "--loss", "mse", "--batch-rows", "1000", "--jobs", jobs],
+            capsys,
+            "widths.parquet, row 3: length mismatch: column 'y_true' has 3 values in this "
+            "row and 2 in earlier rows.",
+        )
+
+
+@pytest.mark.parametrize("batch_rows", ["1", "2", "3"])
 def test_list_width_changing_between_row_groups_is_an_error(
     tmp_path: Path, batch_rows: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -150,6 +166,72 @@ def test_list_width_changing_between_row_groups_is_an_error(
             r"but (?!\1)[23] in \S*widths\.parquet, rows \d+-\d+;",
             err,
         ), err
+
+
+def test_small_row_groups_are_read_together(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A file of many small row groups is read in batches of --batch-rows
+    rows, not a batch per group (20,000 groups of 10 rows took 4.9 s, now
+    0.45 s), with the same numbers and row numbers in errors."""
+    from losskit.cli import readers
+
+    rng = np.random.default_rng(4)
+    y_true, y_pred = rng.normal(size=(2, 5000))
+    small, whole = tmp_path / "small.parquet", tmp_path / "whole.parquet"
+    pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred}), small, row_group_size=7)
+    pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred}), whole)
+    piece = readers._plan_parquet(str(small), readers.ColumnSpec(("y_true",), ("y_pred",)), 1000)
+    columns = readers.ColumnSpec(("y_true",), ("y_pred",))
+    batches = [b for p in piece for b, _ in readers._raw_parquet(p, columns, 1000)]
+    sizes = [len(b["y_true"]) for b in batches]
+    # whole groups of 7 up to 1000 rows a batch, within each piece of the plan
+    assert (sum(sizes), len(sizes), max(sizes)) == (5000, 6, 996)
+    results = []
+    for path in (small, whole):
+        code, out, err = run([str(path), "--loss", "mse,mae", "--format", "json"], capsys)
+        assert code == 0, err
+        results.append(json.loads(out)["losses"])
+    assert results[0] == results[1]
+    with_null = pa.table(
+        {"y_true": y_true, "y_pred": pa.array([*y_pred[:4321], None, *y_pred[4322:]])}
+    )
+    pq.write_table(with_null, small, row_group_size=7)
+    one_line_error(
+        [str(small), "--loss", "mse", "--batch-rows", "1000"],
+        capsys,
+        "small.parquet, row 4322: column 'y_pred' is missing",
+    )
+
+
+@pytest.mark.parametrize("kind", ["file", "stream"])
+def test_small_ipc_record_batches_are_read_together(
+    tmp_path: Path, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same for Arrow IPC files and streams of many small record batches
+    (20,000 of 10 rows: 5.4 s as a file, 3.1 s as a stream; now 0.46 s)."""
+    from losskit.cli import readers
+
+    rng = np.random.default_rng(5)
+    y_true, y_pred = rng.normal(size=(2, 5000))
+    table = pa.table({"y_true": y_true, "y_pred": y_pred, "note": ["n"] * 5000})
+    path = tmp_path / "small.arrow"
+    open_writer = pa.ipc.new_file if kind == "file" else pa.ipc.new_stream
+    with pa.OSFile(str(path), "wb") as sink, open_writer(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=7):
+            writer.write_batch(batch)
+    columns = readers.ColumnSpec(("y_true",), ("y_pred",))
+    pieces = readers.plan([str(path)], columns, 1000)
+    batches = [b for p in pieces for b, _ in readers._raw_arrow(p, columns, 1000)]
+    sizes = [len(b["y_true"]) for b in batches]
+    assert sum(sizes) == 5000
+    assert max(sizes) <= 1000
+    assert len(sizes) == 6  # 994-row runs of 7-row batches (a file's pieces end runs too)
+    assert set(batches[0]) == {"y_true", "y_pred"}
+    code, out, err = run([str(path), "--loss", "mse", "--format", "json"], capsys)
+    assert code == 0, err
+    expected = float(np.mean((table["y_pred"].to_numpy() - table["y_true"].to_numpy()) ** 2))
+    assert json.loads(out)["losses"]["mean_squared_error"] == pytest.approx(expected, rel=1e-12)
 
 
 def test_list_width_changing_between_files_is_an_error(
@@ -174,6 +256,11 @@ def test_list_width_changing_is_an_error_on_dask(
     path = _changing_width(tmp_path)
     with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
         for batch_rows in ("1", "2", "1000"):
+            expected = (
+                ("widths.parquet, row 3: length mismatch",)  # one batch (see above)
+                if batch_rows == "1000"
+                else ("widths.parquet, rows ", "values per row, but")
+            )
             one_line_error(
                 [
                     str(path),
@@ -185,8 +272,7 @@ def test_list_width_changing_is_an_error_on_dask(
                     cluster.scheduler_address,
                 ],
                 capsys,
-                "widths.parquet, rows ",
-                "values per row, but",
+                *expected,
             )
 
 

@@ -274,7 +274,7 @@ def test_uses_kernels_tells_what_run_will_choose(
         evaluate, "run_local", lambda plan, **_: chosen.append(plan.use_kernels) or Work.empty(plan)
     )
     for start_up in (0.5, 0.0):  # a fresh process, then one that loaded Numba
-        monkeypatch.setattr(engine, "_numba_start_up", lambda: start_up)
+        monkeypatch.setattr(engine, "_numba_start_up", lambda seconds=start_up: seconds)
         options = evaluate.Options(paths=[str(path)], loss="mse", progress=False)
         with pytest.raises(evaluate.CLIError, match="No rows"):
             evaluate.run(options)

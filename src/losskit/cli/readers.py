@@ -31,9 +31,9 @@ import os
 import sys
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import numpy as np
 
@@ -223,7 +223,7 @@ def plan(files: Sequence[str], columns: ColumnSpec, batch_rows: int) -> list[Pie
             if kind == "parquet":
                 pieces.extend(_plan_parquet(path, columns, batch_rows))
             elif kind == "arrow":
-                pieces.extend(_plan_arrow(path, columns))
+                pieces.extend(_plan_arrow(path, columns, batch_rows))
             elif kind == "csv":
                 _check_columns(path, _csv_names(path), columns)
                 pieces.append(Piece(path, "csv", 0, 0, 0, None, os.path.getsize(path)))
@@ -313,18 +313,27 @@ def _open_ipc(path: str) -> Any:
         return pa.ipc.open_stream(pa.OSFile(path))
 
 
-def _plan_arrow(path: str, columns: ColumnSpec) -> list[Piece]:
+def _plan_arrow(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
+    """An IPC file in pieces of consecutive record batches of about
+    :func:`_piece_rows` rows (their row counts read through a memory map,
+    which touches the batches' headers, not their data); a stream in one."""
     reader = _open_ipc(path)
     _check_columns(path, reader.schema.names, columns)
     size = os.path.getsize(path)
     if not hasattr(reader, "num_record_batches"):  # a stream: read in one go
         return [Piece(path, "arrow", 0, -1, 0, None, size)]
-    counts = [reader.get_batch(i).num_rows for i in range(reader.num_record_batches)]
+    pa = require("pyarrow")
+    with pa.memory_map(path) as mapped:
+        index = pa.ipc.open_file(mapped)
+        counts = [index.get_batch(i).num_rows for i in range(index.num_record_batches)]
     total = max(sum(counts), 1)
-    return [
-        Piece(path, "arrow", i, i + 1, sum(counts[:i]), n, size * n // total)
-        for i, n in enumerate(counts)
-    ]
+    pieces, start, first, rows = [], 0, 0, 0
+    for i, count in enumerate(counts):
+        rows += count
+        if rows >= _piece_rows(batch_rows) or i == len(counts) - 1:
+            pieces.append(Piece(path, "arrow", start, i + 1, first, rows, size * rows // total))
+            start, first, rows = i + 1, first + rows, 0
+    return pieces
 
 
 # -- NumPy files -------------------------------------------------------------------
@@ -504,17 +513,18 @@ def _raw_parquet(
     pq = require("pyarrow.parquet")
     source = pq.ParquetFile(piece.path, page_checksum_verification=True)
     rows = max(piece.rows or 1, 1)
-    for group in range(piece.start, piece.stop):
-        group_rows = source.metadata.row_group(group).num_rows
-        if group_rows <= max(WHOLE_ROW_GROUP_ROWS, batch_rows):
-            # Decoding a whole row group uses pyarrow's threads (one column
+    sizes = ((g, source.metadata.row_group(g).num_rows) for g in range(piece.start, piece.stop))
+    for groups in _runs(sizes, batch_rows):
+        if len(groups) > 1 or groups[0][1] <= max(WHOLE_ROW_GROUP_ROWS, batch_rows):
+            # Decoding whole row groups uses pyarrow's threads (one column
             # each): several times faster than its batch iterator, which
             # decodes on one thread.  Memory stays bounded by the group size.
-            table = source.read_row_group(group, columns=columns.needed, use_threads=True)
+            numbers = [group for group, _ in groups]
+            table = source.read_row_groups(numbers, columns=columns.needed, use_threads=True)
             batches = table.combine_chunks().to_batches(max_chunksize=batch_rows)
         else:
             batches = source.iter_batches(
-                batch_size=batch_rows, row_groups=[group], columns=columns.needed
+                batch_size=batch_rows, row_groups=[groups[0][0]], columns=columns.needed
             )
         for batch in batches:
             yield (
@@ -523,18 +533,42 @@ def _raw_parquet(
             )
 
 
+_Part = TypeVar("_Part")
+
+
+def _runs(parts: Iterable[tuple[_Part, int]], batch_rows: int) -> Iterator[list[tuple[_Part, int]]]:
+    """(part, rows) pairs, in order, in runs to be read as one: small parts
+    (Parquet row groups, IPC record batches) join until a run would hold more
+    than ``batch_rows`` rows, so that a file of many small parts is read in
+    batches of ``batch_rows`` (20,000 row groups of 10 rows took 4.9 s, a
+    batch each; an IPC file of such record batches 5.4 s)."""
+    run: list[tuple[_Part, int]] = []
+    held = 0
+    for part, rows in parts:
+        if run and held + rows > batch_rows:
+            yield run
+            run, held = [], 0
+        run.append((part, rows))
+        held += rows
+    if run:
+        yield run
+
+
 def _raw_arrow(
     piece: Piece, columns: ColumnSpec, batch_rows: int
 ) -> Iterator[tuple[dict[str, Any], int]]:
+    pa = require("pyarrow")
     reader = _open_ipc(piece.path)
     if piece.stop < 0:
-        batches = iter(reader)
+        parts = iter(reader)
     else:
-        batches = (reader.get_batch(i) for i in range(piece.start, piece.stop))
+        parts = (reader.get_batch(i) for i in range(piece.start, piece.stop))
     rows = piece.rows
-    for batch in batches:
-        share = piece.nbytes if rows is None else piece.nbytes * batch.num_rows // max(rows, 1)
-        yield {name: batch.column(name) for name in columns.needed}, share
+    for run in _runs(((part, part.num_rows) for part in parts), batch_rows):
+        table = pa.Table.from_batches([part for part, _ in run]).select(list(columns.needed))
+        for batch in table.combine_chunks().to_batches(max_chunksize=batch_rows):
+            share = piece.nbytes if rows is None else piece.nbytes * batch.num_rows // max(rows, 1)
+            yield {name: batch.column(name) for name in columns.needed}, share
 
 
 @contextlib.contextmanager
