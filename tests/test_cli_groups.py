@@ -265,3 +265,51 @@ def test_uint64_keys_beyond_int64_are_groups_not_an_error(
         want = np.mean((y_pred[rows] - y_true[rows]) ** 2)
         assert group["losses"]["mean_squared_error"] == pytest.approx(want, rel=1e-12)
     assert ("null" in report["groups"]) is with_null
+
+
+# -- the table with many groups ------------------------------------------------------
+
+
+def test_table_with_many_groups_has_a_line_per_group(
+    data: tuple[str, np.ndarray, np.ndarray, list[str]], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """More groups than TABLE_GROUP_COLUMNS: a line per group (a column per
+    group made lines of millions of characters), aligned, the numbers those
+    of the CSV output, a label with a line break written as a JSON string."""
+    path, _, _, keys = data
+    table = run(capsys, path, "--group-by", "g", "--loss", "mse,mae")
+    records = list(
+        csv.reader(
+            io.StringIO(
+                run(capsys, path, "--group-by", "g", "--loss", "mse,mae", "--format", "csv")
+            )
+        )
+    )
+    lines = table.splitlines()
+    assert lines[0] == "losskit evaluate"
+    assert lines[1].split() == ["group", "rows", "mean_squared_error", "mean_absolute_error"]
+    body = lines[2:-1]
+    assert lines[-1].startswith("3,000 rows; from ")
+    assert len(body) == len(records) - 1 == len(set(keys)) + 1  # "all" and each group
+    assert len({len(line) for line in body}) == 1  # aligned
+    for line, record in zip(body, records[1:], strict=True):
+        label, rows, mse, mae = line.rsplit(maxsplit=3)
+        expected_label = "all" if record[0] == "all" else record[1]
+        if "\n" in expected_label:
+            expected_label = json.dumps(expected_label)
+        assert (label.strip(), rows, mse, mae) == (expected_label, *record[2:])
+
+
+def test_table_with_few_groups_has_a_column_per_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rng = np.random.default_rng(9)
+    path = tmp_path / "few.parquet"
+    for count in (evaluate.TABLE_GROUP_COLUMNS, evaluate.TABLE_GROUP_COLUMNS + 1):
+        keys = [f"k{i % count}" for i in range(100)]
+        y_true, y_pred = rng.normal(size=(2, 100))
+        pq.write_table(pa.table({"y_true": y_true, "y_pred": y_pred, "g": keys}), path)
+        lines = run(capsys, str(path), "--group-by", "g", "--loss", "mse").splitlines()
+        by_column = any("loss (Keras name)" in line for line in lines)
+        assert by_column is (count <= evaluate.TABLE_GROUP_COLUMNS)
+        assert len(lines) == (8 if by_column else 4 + count)
