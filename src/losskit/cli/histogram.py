@@ -5,7 +5,8 @@ decade for magnitudes from 1e-12 to 1e12, on each side of zero, plus a bin for
 smaller magnitudes and one on each side for larger ones (2403 counts).  Counts
 merge by addition, in any order; the relative width of a bin is 4.7%, so
 :meth:`ResidualHistogram.linear` can re-bin them to a readable linear
-histogram between quantiles.
+histogram between quantiles (spreading each bin's count evenly over its
+width).
 """
 
 from __future__ import annotations
@@ -33,6 +34,15 @@ def bin_index(residuals: np.ndarray) -> np.ndarray:
     return np.where(
         position < 0, ZERO, np.where(residuals > 0, ZERO + 1 + position, ZERO - 1 - position)
     )
+
+
+def bin_edges() -> np.ndarray:
+    """The edges of the bins in order (``SIZE + 1`` of them): bin ``i`` spans
+    ``edges[i]`` to ``edges[i + 1]``; the overflow bins are the points
+    ``-10**HIGH`` and ``10**HIGH``, the tiny-magnitude bin spans
+    ``-10**LOW`` to ``10**LOW``."""
+    positive = 10.0 ** (LOW + np.arange(SIDE + 1) / PER_DECADE)
+    return np.concatenate([[-positive[-1]], -positive[::-1], positive, [positive[-1]]])
 
 
 def bin_centres() -> np.ndarray:
@@ -98,20 +108,23 @@ class ResidualHistogram:
         counts: np.ndarray, bins: int = 60, limits: tuple[float, float] | None = None
     ) -> tuple[np.ndarray, np.ndarray, int, int]:
         """Counts re-binned to ``bins`` linear bins between the 0.5% and 99.5%
-        quantiles (or ``limits``): (edges, counts, below, above)."""
-        centres = bin_centres()
+        quantiles (or ``limits``): (edges, counts, below, above).  Each
+        logarithmic bin's count is spread evenly over its width (the
+        cumulative count, interpolated between the bins' edges, at the linear
+        edges), so counts are fractional; ``below`` and ``above`` are rounded.
+        Putting each bin's count at its centre left linear bins narrower than
+        the logarithmic ones empty: gaps and spikes in a smooth distribution."""
         if limits is None:
             limits = quantile_limits(counts)
         lo, hi = limits
         if not hi > lo:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
-        inside = (centres >= lo) & (centres <= hi)
-        position = np.clip(np.searchsorted(edges, centres[inside], side="right") - 1, 0, bins - 1)
-        linear = np.bincount(position, weights=counts[inside], minlength=bins)
-        below = int(counts[centres < lo].sum())
-        above = int(counts[centres > hi].sum())
-        return edges, linear, below, above
+        cumulative = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
+        at_edges = np.interp(edges, bin_edges(), cumulative)
+        below = round(float(at_edges[0]))
+        above = round(float(cumulative[-1] - at_edges[-1]))
+        return edges, np.diff(at_edges), below, above
 
 
 def quantile_limits(counts: np.ndarray, tail: float = 0.005) -> tuple[float, float]:

@@ -179,15 +179,22 @@ def main(loss: str | None, output: str) -> int:
     return 0
 
 
+# Groups drawn (in the report's order, by key) beside all rows: more lines or
+# bars are unreadable; the legend says how many there are.
+PLOTTED_GROUPS = 8
+
+
 def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> None:
-    """A residual histogram (per group if grouped) and each loss's value."""
+    """A residual histogram (per group if grouped, the first
+    :data:`PLOTTED_GROUPS`) and each loss's value."""
     _check_output(output)
     plt = _matplotlib()
     names = list(report["losses"])
     groups = report.get("groups", {})
     columns = min(4, len(names))
     loss_rows = math.ceil(len(names) / columns)
-    figure = plt.figure(figsize=(3.4 * columns + 1, 3.6 + 2.4 * loss_rows))
+    # (at least wide enough for the histogram's two-line title)
+    figure = plt.figure(figsize=(max(5.5, 3.4 * columns + 1), 3.6 + 2.4 * loss_rows))
     layout = figure.add_gridspec(1 + loss_rows, columns, height_ratios=[1.6] + [1.0] * loss_rows)
     top = figure.add_subplot(layout[0, :])
     total = histogram.total()
@@ -196,19 +203,22 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
     top.stairs(counts, edges, fill=True, color="0.75", label="all rows")
     labels_of = group_labels(histogram.counts)
     by_label = {labels_of[k]: v for k, v in histogram.counts.items()}
+    shown = list(groups)[:PLOTTED_GROUPS]
     if groups:
-        for j, key in enumerate(list(groups)[:8]):
+        for j, key in enumerate(shown):
             if key in by_label:
                 _, part, _, _ = ResidualHistogram.linear(by_label[key], limits=limits)
                 top.stairs(part, edges, label=f"{key}", color=f"C{j}")
-        top.legend(fontsize=8)
+        more = len(groups) - len(shown)
+        title = f"the first {len(shown)} of {len(groups):,} groups" if more else None
+        top.legend(fontsize=8, title=title, title_fontsize=8)
     top.set_xlabel("residual  y_pred - y_true")
     top.set_ylabel("rows")
     outside = (
-        f"; outside the range shown: {below:,} below, {above:,} above" if below or above else ""
+        f"\noutside the range shown: {below:,} below, {above:,} above" if below or above else ""
     )
     top.set_title(f"residuals of {report['rows']:,} rows{outside}", loc="left", fontsize=10)
-    labels = ["all", *list(groups)[:8]]
+    labels = ["all", *shown]
     for i, name in enumerate(names):
         axes = figure.add_subplot(layout[1 + i // columns, i % columns])
         values = [report["losses"][name]] + [groups[g]["losses"][name] for g in labels[1:]]
