@@ -25,6 +25,20 @@ def expected(rows: list[tuple[float, float]]) -> tuple[float, float]:
     return float(np.mean((p - t) ** 2)), float(np.mean(np.abs(p - t)))
 
 
+def random_rows(count: int, seed: int) -> list[tuple[float, float]]:
+    """(y_true, y_pred) pairs of six decimals."""
+    rng = np.random.default_rng(seed)
+    return [(float(a), float(b)) for a, b in rng.normal(size=(count, 2)).round(6)]
+
+
+def assert_scored(report: dict, rows: list[tuple[float, float]]) -> None:
+    """The report counts every row once and has their MSE and MAE."""
+    assert report["rows"] == len(rows)
+    mse, mae = expected(rows)
+    assert report["losses"]["mean_squared_error"] == pytest.approx(mse, rel=1e-12)
+    assert report["losses"]["mean_absolute_error"] == pytest.approx(mae, rel=1e-12)
+
+
 @pytest.mark.parametrize("chunk_bytes", [8, 17, 64, 1 << 20])
 @pytest.mark.parametrize("newline", ["\n", "\r\n"])
 @pytest.mark.parametrize("trailing_newline", [True, False])
@@ -39,8 +53,7 @@ def test_every_row_once_whatever_the_chunks(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", chunk_bytes)
-    rng = np.random.default_rng(chunk_bytes)
-    rows = [(float(a), float(b)) for a, b in rng.normal(size=(50, 2)).round(6)]
+    rows = random_rows(50, seed=chunk_bytes)
     lines = ["note,y_true,y_pred"] + [f"n{i},{t!r},{p!r}" for i, (t, p) in enumerate(rows)]
     lines.insert(20, "")  # a blank line is no row
     text = newline.join(lines) + (newline if trailing_newline else "")
@@ -48,10 +61,7 @@ def test_every_row_once_whatever_the_chunks(
     path.write_bytes(("\ufeff" if bom else "").encode() + text.encode())
     code, report, err = score(path, capsys)
     assert code == 0, err
-    assert report["rows"] == len(rows)
-    mse, mae = expected(rows)
-    assert report["losses"]["mean_squared_error"] == pytest.approx(mse, rel=1e-12)
-    assert report["losses"]["mean_absolute_error"] == pytest.approx(mae, rel=1e-12)
+    assert_scored(report, rows)
 
 
 def test_a_line_longer_than_a_chunk(
@@ -124,23 +134,18 @@ def test_line_ends_inside_quoted_values_are_not_record_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", chunk_bytes)
-    rng = np.random.default_rng(chunk_bytes)
-    rows = [(float(a), float(b)) for a, b in rng.normal(size=(60, 2)).round(6)]
+    rows = random_rows(60, seed=chunk_bytes)
     path = tmp_path / "notes.csv"
     quoted_notes_file(path, rows, every)
     code, report, err = score(path, capsys, "--batch-rows", "4")
     assert code == 0, err
-    assert report["rows"] == len(rows)
-    mse, mae = expected(rows)
-    assert report["losses"]["mean_squared_error"] == pytest.approx(mse, rel=1e-12)
-    assert report["losses"]["mean_absolute_error"] == pytest.approx(mae, rel=1e-12)
+    assert_scored(report, rows)
 
 
 def test_a_compressed_file_with_line_ends_inside_quoted_values(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rng = np.random.default_rng(5)
-    rows = [(float(a), float(b)) for a, b in rng.normal(size=(40_000, 2)).round(6)]
+    rows = random_rows(40_000, seed=5)
     plain = tmp_path / "notes.csv"
     quoted_notes_file(plain, rows)
     path = tmp_path / "notes.csv.gz"
