@@ -62,6 +62,24 @@ def one_line_error(
     return err
 
 
+def test_no_loss_applies_says_each_reason_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Seven regression losses refusing the same shapes: one reason, naming
+    all seven (it was the same sentence seven times, once under Huber's
+    function name)."""
+    path = tmp_path / "shapes.parquet"
+    pq.write_table(pa.table({"a": [1.0, 2.0], "b": [1.0, 2.0], "c": [3.0, 4.0]}), path)
+    err = one_line_error(
+        [str(path), "--y-true", "a", "--y-pred", "b,c"],
+        capsys,
+        "None of the losses applies to these columns: mean_squared_error, mean_absolute_error, "
+        "mean_absolute_percentage_error, mean_squared_logarithmic_error, cosine_similarity, "
+        "huber_loss, log_cosh: `y_true` and `y_pred` must have the same shape",
+    )
+    assert err.count("must have the same shape") == 1
+
+
 # -- group keys: NaN, null and the text "null" ---------------------------------------
 
 

@@ -68,17 +68,20 @@ def select_losses(
         return [c.loss for c in choices], {}
     probe = _first_batch(pieces, columns, nan_policy)
     kept, skipped = [], {}
+    by_reason: dict[str, list[str]] = {}  # each message without the loss's name in front
     for choice in choices:
         if choice.optional and probe is not None:
             reason = _inapplicable(choice.loss, probe)
             if reason:
                 skipped[choice.name] = reason
+                by_reason.setdefault(re.sub(r"^\w+: ", "", reason), []).append(choice.name)
                 continue
         kept.append(choice.loss)
     if not kept:
+        # One line per distinct reason, not the same shape error seven times.
         raise CLIError(
             "None of the losses applies to these columns: "
-            + "; ".join(f"{k}: {v}" for k, v in skipped.items())
+            + "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items())
         )
     return kept, skipped
 
