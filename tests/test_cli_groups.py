@@ -313,3 +313,23 @@ def test_table_with_few_groups_has_a_column_per_group(
         by_column = any("loss (Keras name)" in line for line in lines)
         assert by_column is (count <= evaluate.TABLE_GROUP_COLUMNS)
         assert len(lines) == (8 if by_column else 4 + count)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table"])
+def test_a_text_key_utf8_cannot_hold_is_labelled_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    """NumPy text can hold a lone surrogate, which no UTF-8 output can: the
+    CSV output failed with a traceback. Labelled as JSON text, as ``"null"``
+    is, in every format."""
+    keys = np.array(["\ud800x"] + [f"k{i}" for i in range(9)] * 2 + ["\ud800x"] * 3)
+    path = tmp_path / "keys.npz"
+    np.savez(path, y_true=np.zeros(22), y_pred=np.arange(22.0), g=keys)
+    out = run(capsys, str(path), "--group-by", "g", "--loss", "mse", "--format", fmt)
+    label = '"\\ud800x"'
+    if fmt == "json":
+        assert label in json.loads(out)["groups"]
+    elif fmt == "csv":
+        assert [label, "4"] in [row[1:3] for row in csv.reader(io.StringIO(out))]
+    else:
+        assert any(line.split()[:2] == [label, "4"] for line in out.splitlines())

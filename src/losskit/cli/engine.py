@@ -390,14 +390,27 @@ def group_label(key: Hashable) -> str:
     """A group's name in the output: ``null`` for the missing key (None or
     NaN), integers without a decimal point, text as it is, except text that
     could be mistaken for another label (``"null"``, or text starting with a
-    double quote), which is shown quoted as in JSON (``\"null\"``)."""
+    double quote) or that UTF-8 cannot hold (a lone surrogate), which is
+    shown quoted as in JSON (``\"null\"``, ``"\\ud800"``)."""
     if key is None or (isinstance(key, float) and math.isnan(key)):
         return MISSING_LABEL
     if isinstance(key, float) and key.is_integer():
         return str(int(key))
-    if isinstance(key, str) and (key == MISSING_LABEL or key.startswith('"')):
+    if isinstance(key, str) and (
+        key == MISSING_LABEL or key.startswith('"') or not _utf8_encodable(key)
+    ):
         return json.dumps(key)
     return str(key)
+
+
+def _utf8_encodable(text: str) -> bool:
+    """Whether ``text`` can be written as UTF-8 (a lone surrogate, which NumPy
+    text can hold, cannot: the CSV output failed with a traceback)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def group_labels(keys: Iterable[Hashable]) -> dict[Hashable, str]:
