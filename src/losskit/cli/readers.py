@@ -600,9 +600,8 @@ def _raw_csv(
     if columns.group_by and columns.group_by not in types:
         types[columns.group_by] = pa.string()
     convert = pcsv.ConvertOptions(include_columns=columns.needed, column_types=types)
-    compressed = piece.path.lower().endswith(".gz")
     try:
-        if compressed:
+        if _compressed(piece):
             yield from _streamed_csv(piece, columns, batch_rows, convert)
         else:
             yield from _chunked_csv(piece, columns, batch_rows, convert)
@@ -611,6 +610,11 @@ def _raw_csv(
         if located:
             raise InputError(located) from None
         raise InputError(f"{piece.path}: {error}") from None
+
+
+def _compressed(piece: Piece) -> bool:
+    """Whether a CSV piece is gzip-compressed (``.csv.gz``)."""
+    return piece.path.lower().endswith(".gz")
 
 
 def _streamed_csv(
@@ -633,7 +637,7 @@ def _streamed_csv(
     skip = 1 if names is not None and offset == 0 else 0
     read = pcsv.ReadOptions(block_size=block_size, column_names=names, skip_rows=skip)
     parse = pcsv.ParseOptions(newlines_in_values=True)
-    compressed = piece.path.lower().endswith(".gz")
+    compressed = _compressed(piece)
     with pa.input_stream(piece.path) if compressed else pa.OSFile(piece.path) as stream:
         if offset:
             stream.seek(offset)
@@ -742,7 +746,7 @@ def estimated_csv_rows(piece: Piece) -> int | None:
     file, a sample without a line after the header.  Only an estimate (the
     first lines may be shorter or longer than the rest), used to choose
     between code paths, never as a count."""
-    if piece.format != "csv" or piece.path.lower().endswith(".gz"):
+    if piece.format != "csv" or _compressed(piece):
         return None
     try:
         with open(piece.path, "rb") as file:
