@@ -24,6 +24,7 @@ examples:
   losskit evaluate preds.parquet --y-true target --y-pred prediction
   losskit evaluate 'runs/*.csv' --loss mse,huber:delta=2.0 --group-by model
   losskit evaluate data/ --y-true y --y-pred p --format json --output scores.json
+  zcat preds.csv.gz | losskit evaluate - --loss mae  # any format, piped
   losskit evaluate big.parquet --engine dask --scheduler tcp://10.0.0.5:8786
 
 Each row is one sample; a scalar column is an output of size 1, a list column
@@ -66,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "paths",
         nargs="*",
         metavar="PATH",
-        help="files, globs or directories (default: a bundled example data set)",
+        help="files, globs or directories, or - for standard input "
+        "(default: a bundled example data set)",
     )
     evaluate.add_argument(
         "--y-true",

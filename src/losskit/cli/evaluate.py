@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from losskit.cli import domains, readers
+from losskit.cli import domains, readers, standard_input
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import (
     Plan,
@@ -619,56 +619,77 @@ def run(
     """Evaluate as ``options`` say; return the report (nothing is printed;
     ``columnar``: groups as :class:`GroupColumns`, for :func:`render`)."""
     require("pyarrow")
+    standard_input.check_paths(options.paths, options.scheduler)
     with contextlib.ExitStack() as stack:
         example = not options.paths
         paths = options.paths or [str(stack.enter_context(example_path()))]
-        files = readers.find_files(paths)
-        plan, skipped = _planned(options, files)
-        engine = options.engine or ("dask" if options.scheduler else "local")
-        if options.scheduler and engine != "dask":
-            raise CLIError("--scheduler needs --engine dask (or no --engine).")
-        total_bytes = sum(p.nbytes for p in plan.pieces)
-        with Progress(total_bytes, options.progress) as progress:
-            if engine == "dask":
-                from losskit.cli.dask_engine import run_dask
+        if standard_input.STDIN_PATH in paths:
+            copy = stack.enter_context(standard_input.spooled())
+            paths = [copy if p == standard_input.STDIN_PATH else p for p in paths]
+            try:
+                return _run(options, paths, example, on_piece_start, columnar, copy)
+            except CLIError as error:
+                error.args = (standard_input.renamed(str(error), copy),)
+                raise
+        return _run(options, paths, example, on_piece_start, columnar)
 
-                work = run_dask(
-                    plan,
-                    scheduler=options.scheduler,
-                    workers=options.dask_workers,
-                    progress=progress,
-                    on_piece_start=on_piece_start,
-                )
-            else:
-                # The main thread reads; the others compute.  Grouped, the
-                # main thread does both: the threads share one accumulator
-                # whose additions are serialised, and each batch in flight
-                # holds its groups' sums (10^6 groups, 7 losses: 2.3-2.5 s on
-                # one thread, 2.7-3.1 s and 0.25 GB more on three).
-                default = 1 if plan.grouped else min(4, (os.cpu_count() or 1) + 1)
-                jobs = options.jobs or default
-                plan = replace(plan, use_kernels=kernels_pay_off(plan))
-                work = run_local(plan, jobs=jobs, progress=progress)
-        if work.rows == 0:
-            detail = f" ({work.skipped} skipped by --nan-policy omit)" if work.skipped else ""
-            raise CLIError(f"No rows to evaluate{detail}.")
-        shown = [os.path.basename(f) for f in files] if example else files
-        with _gc_paused():
-            report = build_report(
-                work, plan, shown, skipped, engine, example, columnar and not options.plot
-            )
-        if options.strict and report["domain_warnings"]:
-            raise CLIError(
-                "--strict: "
-                + " ".join(domain_messages(report, strict=True))
-                + " Drop these losses or fix the data."
-            )
-        if options.plot:
-            from losskit.cli.plot import plot_evaluation
 
-            assert work.histogram is not None
-            plot_evaluation(report, work.histogram, options.plot)
-        return report
+def _run(
+    options: Options,
+    paths: list[str],
+    example: bool,
+    on_piece_start: Callable[[readers.Piece], None] | None,
+    columnar: bool,
+    stdin_copy: str | None = None,
+) -> dict[str, Any]:
+    files = readers.find_files(paths)
+    plan, skipped = _planned(options, files)
+    engine = options.engine or ("dask" if options.scheduler else "local")
+    if options.scheduler and engine != "dask":
+        raise CLIError("--scheduler needs --engine dask (or no --engine).")
+    total_bytes = sum(p.nbytes for p in plan.pieces)
+    with Progress(total_bytes, options.progress) as progress:
+        if engine == "dask":
+            from losskit.cli.dask_engine import run_dask
+
+            work = run_dask(
+                plan,
+                scheduler=options.scheduler,
+                workers=options.dask_workers,
+                progress=progress,
+                on_piece_start=on_piece_start,
+            )
+        else:
+            # The main thread reads; the others compute.  Grouped, the
+            # main thread does both: the threads share one accumulator
+            # whose additions are serialised, and each batch in flight
+            # holds its groups' sums (10^6 groups, 7 losses: 2.3-2.5 s on
+            # one thread, 2.7-3.1 s and 0.25 GB more on three).
+            default = 1 if plan.grouped else min(4, (os.cpu_count() or 1) + 1)
+            jobs = options.jobs or default
+            plan = replace(plan, use_kernels=kernels_pay_off(plan))
+            work = run_local(plan, jobs=jobs, progress=progress)
+    if work.rows == 0:
+        detail = f" ({work.skipped} skipped by --nan-policy omit)" if work.skipped else ""
+        raise CLIError(f"No rows to evaluate{detail}.")
+    shown = [os.path.basename(f) for f in files] if example else files
+    shown = [standard_input.STDIN_NAME if f == stdin_copy else f for f in shown]
+    with _gc_paused():
+        report = build_report(
+            work, plan, shown, skipped, engine, example, columnar and not options.plot
+        )
+    if options.strict and report["domain_warnings"]:
+        raise CLIError(
+            "--strict: "
+            + " ".join(domain_messages(report, strict=True))
+            + " Drop these losses or fix the data."
+        )
+    if options.plot:
+        from losskit.cli.plot import plot_evaluation
+
+        assert work.histogram is not None
+        plot_evaluation(report, work.histogram, options.plot)
+    return report
 
 
 def _check_plot(path: str) -> None:

@@ -1,0 +1,98 @@
+"""``losskit evaluate -``: data piped into the command.
+
+Standard input is copied into a temporary file first, whose extension says
+the format its first bytes show, and is then read as any file is.  A copy
+costs a write of the data, but keeps what a file gives: CSV parsed in
+parallel chunks, errors that name the line (found by reading the text
+again), Parquet and Arrow files (their footer is at the end), and the Dask
+engine's workers reading pieces of it.  Messages and the report name it
+``<stdin>``, not the temporary path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator, Sequence
+from typing import IO
+
+from losskit.cli._deps import CLIError
+
+STDIN_PATH = "-"
+STDIN_NAME = "<stdin>"
+_COPY_BLOCK = 1 << 20
+
+# (first bytes, extension); anything else is CSV text
+_MAGIC = (
+    (b"PAR1", ".parquet"),
+    (b"ARROW1", ".arrow"),
+    (b"\xff\xff\xff\xff", ".arrow"),  # an IPC stream's first message
+    (b"\x93NUMPY", ".npy"),
+    (b"PK\x03\x04", ".npz"),
+    (b"\x1f\x8b", ".csv.gz"),
+)
+
+
+def extension_of(head: bytes) -> str:
+    """The file extension of data starting with ``head``: Parquet, Arrow IPC
+    (file or stream), ``.npy``, ``.npz`` (a zip archive), gzip-compressed CSV,
+    and otherwise CSV.
+
+    >>> extension_of(b"PAR1...")
+    '.parquet'
+    >>> extension_of(b"y_true,y_pred\\n")
+    '.csv'
+    """
+    for magic, extension in _MAGIC:
+        if head.startswith(magic):
+            return extension
+    return ".csv"
+
+
+def check_paths(paths: Sequence[str], scheduler: str | None) -> None:
+    """Fail, before anything is read, on a ``-`` that cannot be read."""
+    if paths.count(STDIN_PATH) > 1:
+        raise CLIError("'-' (standard input) is given more than once; it can be read once.")
+    if STDIN_PATH not in paths:
+        return
+    if scheduler:
+        raise CLIError(
+            "'-' (standard input) is copied to a file on this machine, which the "
+            "workers of --scheduler cannot read; save the data where they can, "
+            "or use the local engine."
+        )
+    if sys.stdin is None or sys.stdin.isatty():
+        raise CLIError(
+            "'-' reads the data from standard input, which is a terminal; "
+            "pipe a file into it (losskit evaluate - < preds.csv)."
+        )
+
+
+@contextlib.contextmanager
+def spooled(source: IO[bytes] | None = None) -> Iterator[str]:
+    """Copy ``source`` (default: standard input) into a temporary file and
+    yield its path; the file is removed on exit."""
+    stream = source if source is not None else sys.stdin.buffer
+    with tempfile.TemporaryDirectory(prefix="losskit-stdin-") as directory:
+        try:
+            head = stream.read(8)
+            if not head:
+                raise CLIError("'-': standard input is empty; pipe a file into it.")
+            path = os.path.join(directory, "stdin" + extension_of(head))
+            with open(path, "wb") as copy:
+                copy.write(head)
+                shutil.copyfileobj(stream, copy, _COPY_BLOCK)
+        except OSError as error:
+            raise CLIError(
+                f"cannot copy standard input to a temporary file in {directory}: "
+                f"{error.strerror or error}; set TMPDIR to a directory with room."
+            ) from None
+        yield path
+
+
+def renamed(message: str, path: str) -> str:
+    """``message`` with the temporary copy's path written as ``<stdin>``."""
+    return message.replace(path, STDIN_NAME)
