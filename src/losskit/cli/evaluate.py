@@ -39,7 +39,7 @@ from losskit.cli.engine import (
     run_local,
     text_labels,
 )
-from losskit.cli.output import prepare_output
+from losskit.cli.output import check_not_an_input, prepare_output
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
 from losskit.losses import Loss
@@ -643,6 +643,7 @@ def _run(
     stdin_copy: str | None = None,
 ) -> dict[str, Any]:
     files = readers.find_files(paths)
+    check_not_an_input(options.output, files)
     plan, skipped = _planned(options, files)
     engine = options.engine or ("dask" if options.scheduler else "local")
     if options.scheduler and engine != "dask":

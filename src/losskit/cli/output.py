@@ -20,7 +20,9 @@ import tempfile
 
 from losskit.cli._deps import CLIError, UsageError
 
-__all__ = ["Output", "current_umask", "prepare_output"]
+__all__ = ["STDOUT_PATH", "Output", "check_not_an_input", "current_umask", "prepare_output"]
+
+STDOUT_PATH = "-"
 
 
 def current_umask() -> int:
@@ -80,7 +82,7 @@ def _reason(error: OSError) -> str:
 def prepare_output(path: str | None) -> Output:
     """Check that ``path`` can be written (creating the temporary file of an
     atomic write) before any input is read; a one-line error names ``path``."""
-    if path is None:
+    if path is None or path == STDOUT_PATH:
         return Output(None)
     if not path:
         raise UsageError("--output '': give a file name.")
@@ -122,3 +124,17 @@ def _check_directory(where: str, directory: str) -> None:
     if not os.path.isdir(directory):
         missing = "is not a directory" if os.path.exists(directory) else "does not exist"
         raise CLIError(f"{where}: the directory {directory!r} {missing}.")
+
+
+def check_not_an_input(path: str | None, inputs: list[str]) -> None:
+    """Fail if ``--output`` names one of the input files: the result would
+    replace the data it was computed from."""
+    if path is None or path == STDOUT_PATH or not os.path.exists(path):
+        return
+    for source in inputs:
+        with contextlib.suppress(OSError):
+            if os.path.samefile(path, source):
+                raise CLIError(
+                    f"--output {path!r} is the input file {source!r}; writing the "
+                    "result there would replace the data. Give another file."
+                )

@@ -28,6 +28,7 @@ import glob
 import io
 import math
 import os
+import re
 import sys
 import zipfile
 import zlib
@@ -102,19 +103,25 @@ def expand_glob(pattern: str) -> list[str]:
 def _matches(names: list[str], patterns: list[str]) -> bool:
     """Whether the path components ``names`` match the glob components
     ``patterns`` (``**`` is any number of components; wildcards match no
-    hidden name, as in :mod:`glob`)."""
-    if not patterns:
-        return not names
-    if patterns[0] == "**":
-        if _matches(names, patterns[1:]):
-            return True
-        return bool(names) and not names[0].startswith(".") and _matches(names[1:], patterns)
-    if not names:
-        return False
-    name, pattern = names[0], patterns[0]
-    if name.startswith(".") and not pattern.startswith(".") and glob.has_magic(pattern):
-        return False
-    return fnmatch.fnmatchcase(name, pattern) and _matches(names[1:], patterns[1:])
+    hidden name, as in :mod:`glob`).  Each (name, pattern) position is
+    decided once: several ``**`` made plain backtracking exponential."""
+
+    @functools.cache
+    def match(i: int, j: int) -> bool:
+        if j == len(patterns):
+            return i == len(names)
+        if patterns[j] == "**":
+            if match(i, j + 1):
+                return True
+            return i < len(names) and not names[i].startswith(".") and match(i + 1, j)
+        if i == len(names):
+            return False
+        name, pattern = names[i], patterns[j]
+        if name.startswith(".") and not pattern.startswith(".") and glob.has_magic(pattern):
+            return False
+        return fnmatch.fnmatchcase(name, pattern) and match(i + 1, j + 1)
+
+    return match(0, 0)
 
 
 def find_files(paths: Sequence[str]) -> list[str]:
@@ -128,11 +135,13 @@ def find_files(paths: Sequence[str]) -> list[str]:
             if not files:
                 raise CLIError(f"No file of a supported type ({supported}) matches {path!r}.")
         elif os.path.isdir(path):
+            # (only regular files, or links to them: a FIFO or a link to
+            # /dev/zero named like a data file would hang or never end)
             files = sorted(
                 os.path.join(root, name)
                 for root, _, names in os.walk(path)
                 for name in names
-                if format_of(name)
+                if format_of(name) and os.path.isfile(os.path.join(root, name))
             )
             if not files:
                 raise CLIError(f"Directory {path!r} has no file of a supported type ({supported}).")
@@ -145,7 +154,23 @@ def find_files(paths: Sequence[str]) -> list[str]:
         else:
             raise CLIError(f"{path}: no such file or directory.")
         found.extend(files)
-    return list(dict.fromkeys(found))
+    return _distinct_files(found)
+
+
+def _distinct_files(paths: list[str]) -> list[str]:
+    """Each file once, in the order first named: two spellings of one file
+    (``d/a.csv`` and ``./d/a.csv``, a link and its target, a directory and
+    a file in it) are the same device and inode, and would count its rows
+    twice."""
+    seen: dict[tuple[int, int], str] = {}
+    for path in paths:
+        try:
+            status = os.stat(path)
+        except OSError:
+            seen[(-1, len(seen))] = path  # reading it will say what is wrong
+            continue
+        seen.setdefault((status.st_dev, status.st_ino), path)
+    return list(seen.values())
 
 
 @dataclass(frozen=True)
@@ -591,6 +616,30 @@ def _csv_names(path: str) -> list[str]:
         return next(csv.reader(text), [])
 
 
+# A field as pyarrow's parser reads it: quoted (a doubled quote inside is a
+# quote; what follows the closing quote up to the next comma is kept), or
+# unquoted, where a quote is text.
+_CSV_FIELD = rb'(?:"(?:[^"]|"")*"[^,\r\n]*|[^,\r\n"][^,\r\n]*|)'
+_CSV_RECORD = re.compile(_CSV_FIELD + rb"(?:," + _CSV_FIELD + rb")*(?:\r\n|\r|\n)")
+
+
+def _csv_header_bytes(path: str) -> int:
+    """The length in bytes of an uncompressed CSV file's first record, its
+    line end included (the whole file if it has no other): a quoted name
+    may hold line ends, so the header is not always the first line."""
+    with open(path, "rb") as file:
+        want = 1 << 16
+        while True:
+            head = file.read(want)
+            record = _CSV_RECORD.match(head)
+            if (record and record.end() < len(head)) or len(head) < want:
+                # (a record ending at the buffer's end may be a CR whose LF
+                # is beyond it: read on, unless the file ends there)
+                return record.end() if record else len(head)
+            file.seek(0)
+            want *= 4
+
+
 def _raw_csv(
     piece: Piece, columns: ColumnSpec, batch_rows: int, nan_policy: str = "raise"
 ) -> Iterator[tuple[dict[str, Any], int]]:
@@ -672,14 +721,14 @@ def _chunked_csv(
     pa = require("pyarrow")
     pcsv = require("pyarrow.csv")
     names = _csv_names(piece.path)
-    skip = 1  # the header, in the first chunk
-    offset = 0
-    for chunk in _line_chunks(piece.path, CSV_CHUNK_BYTES):
-        # (a quoted header, as pyarrow writes it, is read already)
-        if _has_quote(chunk, start=_first_line_end(chunk) if skip else 0):
+    # The chunks start after the header (a quoted name may hold a line end,
+    # and pyarrow's skip_rows skips lines, not records).
+    offset = _csv_header_bytes(piece.path)
+    for chunk in _line_chunks(piece.path, CSV_CHUNK_BYTES, start=offset):
+        if _has_quote(chunk):
             yield from _streamed_csv(piece, columns, batch_rows, convert, offset, names)
             return
-        read = pcsv.ReadOptions(column_names=names, skip_rows=skip)
+        read = pcsv.ReadOptions(column_names=names)
         try:
             table = pcsv.read_csv(pa.py_buffer(chunk), read_options=read, convert_options=convert)
         except pa.ArrowInvalid as error:
@@ -687,21 +736,22 @@ def _chunked_csv(
                 raise
             # A line longer than pyarrow's parsing block (1 MiB): the chunk
             # as one block, parsed on one thread.
-            read = pcsv.ReadOptions(column_names=names, skip_rows=skip, block_size=len(chunk) + 1)
+            read = pcsv.ReadOptions(column_names=names, block_size=len(chunk) + 1)
             table = pcsv.read_csv(pa.py_buffer(chunk), read_options=read, convert_options=convert)
-        skip = 0
         offset += len(chunk)
         if table.num_rows:
             table = table.combine_chunks()
             yield {name: table.column(name).chunk(0) for name in columns.needed}, len(chunk)
 
 
-def _line_chunks(path: str, size: int) -> Iterator[bytes | memoryview]:
-    """The file's bytes in pieces of about ``size`` that end at a line end
-    (the last piece: at the end of the file), each read once and not copied:
-    the partial line after a piece's last line end is read again with the
-    next piece (joining it to the next block copied every block twice)."""
+def _line_chunks(path: str, size: int, start: int = 0) -> Iterator[bytes | memoryview]:
+    """The file's bytes from ``start`` on in pieces of about ``size`` that
+    end at a line end (the last piece: at the end of the file), each read
+    once and not copied: the partial line after a piece's last line end is
+    read again with the next piece (joining it to the next block copied
+    every block twice)."""
     with open(path, "rb") as file:
+        file.seek(start)
         want = size
         while block := file.read(want):
             if len(block) < want:  # the end of the file
@@ -722,12 +772,6 @@ def _has_quote(piece: bytes | memoryview, start: int = 0) -> bool:
     on (a memoryview there is the start of its block, searched without a
     copy)."""
     return _block_of(piece).find(b'"', start, len(piece)) != -1
-
-
-def _first_line_end(piece: bytes | memoryview) -> int:
-    """The position after the first line end of a piece (its length if none)."""
-    end = _block_of(piece).find(b"\n", 0, len(piece))
-    return len(piece) if end == -1 else end + 1
 
 
 def _block_of(piece: bytes | memoryview) -> bytes:
