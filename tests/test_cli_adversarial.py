@@ -160,3 +160,159 @@ def test_output_dash_is_standard_output(
     assert report["rows"] == 30
     assert np.isfinite(report["losses"]["mean_squared_error"])
     assert not (tmp_path / "-").exists()
+
+
+# -- loss arguments, group keys, odd columns -------------------------------------------
+
+
+def test_loss_arguments_may_be_lists_and_tuples(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import losskit
+
+    rng = np.random.default_rng(0)
+    y_true, y_pred = np.eye(2)[rng.integers(0, 2, 50)], rng.dirichlet([1.0, 1.0], 50)
+    lists = {
+        name: pa.FixedSizeListArray.from_arrays(pa.array(v.ravel()), 2)
+        for name, v in (("y_true", y_true), ("y_pred", y_pred))
+    }
+    path = tmp_path / "classes.parquet"
+    pq.write_table(pa.table(lists), path)
+    focal = "categorical_focal_crossentropy:alpha=[0.1,0.2],gamma=3.0"
+    code, out, err = run([str(path), "--loss", f"{focal},mse", "--format", "json"], capsys)
+    assert code == 0, err
+    got = json.loads(out)["losses"]
+    want = losskit.CategoricalFocalCrossentropy(alpha=[0.1, 0.2], gamma=3.0, dtype="float64")
+    name = "categorical_focal_crossentropy(alpha=[0.1, 0.2], gamma=3.0)"
+    assert list(got) == [name, "mean_squared_error"]
+    np.testing.assert_allclose(got[name], float(want(y_true, y_pred)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("batch_rows", ["1", "2", "4"])
+def test_boolean_group_keys_whatever_the_batches(
+    batch_rows: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "g.parquet"
+    table = pa.table(
+        {"y_true": [0.0] * 4, "y_pred": [1.0, 2, 3, 4], "g": [True, False, True, None]}
+    )
+    pq.write_table(table, path, row_group_size=2)
+    args = [str(path), "--group-by", "g", "--batch-rows", batch_rows, "--loss", "mse"]
+    code, out, err = run([*args, "--format", "json"], capsys)
+    assert code == 0, err
+    groups = json.loads(out)["groups"]
+    assert {k: v["rows"] for k, v in groups.items()} == {"True": 2, "False": 1, "null": 1}
+    assert groups["True"]["losses"]["mean_squared_error"] == 5.0
+
+
+def test_boolean_and_datetime_keys_of_npy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = np.zeros(3, [("y_true", "f8"), ("y_pred", "f8"), ("b", "?"), ("t", "M8[ns]")])
+    records["y_pred"] = [1.0, 2.0, 3.0]
+    records["b"] = [True, False, True]
+    records["t"] = np.array(["2024-01-01T00:00:00.000000001", "2024-01-01", "NaT"], "M8[ns]")
+    path = tmp_path / "keys.npy"
+    np.save(path, records)
+    rows = {}
+    for column in ("b", "t"):
+        code, out, err = run([str(path), "--group-by", column, "--format", "json"], capsys)
+        assert code == 0, err
+        rows[column] = {k: v["rows"] for k, v in json.loads(out)["groups"].items()}
+    assert rows["b"] == {"False": 1, "True": 2}
+    # a nanosecond apart: two groups (as integers they were 1704067200000000001, ...)
+    assert rows["t"] == {
+        "2024-01-01T00:00:00.000000001": 1,
+        "2024-01-01T00:00:00.000000000": 1,
+        "null": 1,
+    }
+
+
+def test_missing_csv_group_keys_are_one_group(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "g.csv"
+    path.write_text('y_true,y_pred,g\n1,2,\n1,3,NaN\n1,4,nan\n1,5,null\n1,6,"null"\n1,7,"NA"\n')
+    code, out, err = run(
+        [str(path), "--group-by", "g", "--loss", "mse", "--format", "json"], capsys
+    )
+    assert code == 0, err
+    groups = json.loads(out)["groups"]
+    # quoted, "null" and "NA" are text
+    assert {k: v["rows"] for k, v in groups.items()} == {'"null"': 1, "NA": 1, "null": 4}
+    assert groups["null"]["losses"]["mean_squared_error"] == 7.5
+
+
+def test_npy_field_of_higher_rank_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    records = np.zeros(5, [("y_true", "f8", (2, 3)), ("y_pred", "f8", (2, 3)), ("x", "f8", (2, 2))])
+    np.save(tmp_path / "st.npy", records)
+    one_line_error([str(tmp_path / "st.npy")], capsys, 1, "field 'y_true' has shape (2, 3)")
+    # an unused field of any shape is fine
+    flat = np.zeros(5, [("y_true", "f8", (3,)), ("y_pred", "f8", (3,)), ("x", "f8", (2, 2))])
+    np.save(tmp_path / "flat.npy", flat)
+    assert mse([str(tmp_path / "flat.npy")], capsys) == (5, 0.0)
+
+
+def test_empty_lists_and_one_value_weights(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    empty = pa.array([[], []], pa.list_(pa.float64()))
+    pq.write_table(pa.table({"y_true": empty, "y_pred": empty}), tmp_path / "empty.parquet")
+    err = one_line_error([str(tmp_path / "empty.parquet")], capsys, 1, "row 1")
+    assert "column 'y_true' holds empty lists (0 values per row)" in err
+    np.savez(tmp_path / "empty.npz", y_true=np.zeros((3, 0)), y_pred=np.zeros((3, 0)))
+    one_line_error([str(tmp_path / "empty.npz")], capsys, 1, "holds empty lists")
+    weights = pa.array([[1.0], [3.0]])
+    table = pa.table({"y_true": [1.0, 2.0], "y_pred": [1.5, 2.0], "w": weights})
+    pq.write_table(table, tmp_path / "w.parquet")
+    assert mse([str(tmp_path / "w.parquet"), "--sample-weight", "w"], capsys) == (2, 0.125)
+
+
+def test_batch_rows_beyond_any_memory_is_a_usage_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(make_data(n=20), tmp_path / "data.parquet")
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(path), "--batch-rows", "99999999999999999999"])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "--batch-rows: expected at most 2**40" in err
+    assert "Traceback" not in err
+    assert mse([str(path), "--batch-rows", str(2**40)], capsys)[0] == 20
+
+
+def test_feather_version_1_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "v1.feather"
+    # a Feather v1 file begins and ends with FEA1; the reader must not take
+    # its bytes for metadata sizes
+    path.write_bytes(b"FEA1" + bytes(60) + b"FEA1")
+    one_line_error([str(path)], capsys, 1, "v1.feather: a Feather version 1 file")
+    from tests.test_cli_stdin import pipe
+
+    pipe(monkeypatch, path.read_bytes())
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    one_line_error(["-"], capsys, 1, "<stdin>: a Feather version 1 file")
+
+
+def test_numbers_python_reads_but_pyarrow_does_not_are_located(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "us.csv"
+    path.write_text("y_true,y_pred\n1,2\n1_000,3\n4, 5\n6,7\n8,1_0\n")
+    err = one_line_error([str(path)], capsys, 1)
+    assert "us.csv, row 2 (line 3): column 'y_true' has a non-numeric value '1_000'" in err
+    assert "1 more problem: row 5 (line 6): column 'y_pred' has a non-numeric value '1_0'" in err
+    assert "row 3" not in err  # pyarrow reads " 5", as Python does

@@ -34,6 +34,12 @@ the Keras loss class with its default reduction over all rows (per group with
 """
 
 
+LARGEST_COUNT = 1 << 40
+"""The largest --batch-rows, --jobs or --dask-workers taken: far beyond any
+memory, and within the 64-bit sizes that pyarrow takes (larger failed there
+with a traceback)."""
+
+
 def _positive(text: str) -> int:
     try:
         value = int(text.replace("_", ""))
@@ -41,6 +47,8 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    if value > LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(f"expected at most 2**40, got {text!r}")
     return value
 
 

@@ -330,6 +330,12 @@ def _plan_parquet(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece
 
 def _open_ipc(path: str) -> Any:
     pa = require("pyarrow")
+    with open(path, "rb") as file:
+        if file.read(4) == b"FEA1":
+            raise InputError(
+                f"{path}: a Feather version 1 file, which cannot be read in batches; "
+                "convert it to Feather version 2 (pyarrow.feather.write_feather) or Parquet."
+            )
     source = pa.OSFile(path)  # not memory-mapped: pages read are not kept resident
     try:
         return pa.ipc.open_file(source)
@@ -431,6 +437,14 @@ def _plan_npy(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     with open(path, "rb") as stream:
         header = _read_npy_header(stream, path, os.fstat(stream.fileno()).st_size)
     _check_columns(path, list(_npy_columns(header, path)), columns)
+    for name in columns.needed if header.dtype.names else ():
+        shape = header.dtype.fields[name][0].shape  # type: ignore[index]
+        if len(shape) > 1:
+            raise InputError(
+                f"{path}: field {name!r} has shape {shape} in each row; a column holds "
+                "one value or a 1-D list of k values (the output axis) per row. "
+                "Reshape the field, or use the Python API for targets of higher rank."
+            )
     size, step = os.path.getsize(path), _piece_rows(batch_rows)
     total = max(header.rows, 1)
     return [
@@ -648,7 +662,14 @@ def _raw_csv(
     types = {name: pa.float64() for name in columns.numeric}
     if columns.group_by and columns.group_by not in types:
         types[columns.group_by] = pa.string()
-    convert = pcsv.ConvertOptions(include_columns=columns.needed, column_types=types)
+    # A group key that is empty or nan, NA, null, ... is missing, as in the
+    # numeric columns; quoted, it is text ("NA" may be a country).
+    convert = pcsv.ConvertOptions(
+        include_columns=columns.needed,
+        column_types=types,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
     try:
         if _compressed(piece):
             yield from _streamed_csv(piece, columns, batch_rows, convert)
@@ -863,11 +884,32 @@ def _csv_record_problems(
             if nan_policy != "omit":
                 found.append(f"column {name!r} is missing ({value!r})")
             continue
-        try:
-            float(value)
-        except ValueError:
+        if not _is_csv_number(value):
             found.append(f"column {name!r} has a non-numeric value {value!r}")
     return found
+
+
+_PLAIN_NUMBER_CHARACTERS = frozenset("0123456789+-.eE")
+
+
+def _is_csv_number(value: str) -> bool:
+    """Whether pyarrow reads ``value`` as a float64: Python's ``float`` for
+    plain digits, pyarrow itself for the rest (``float`` also takes
+    ``1_000`` and ``infinity``, which pyarrow rejects)."""
+    try:
+        float(value)
+    except ValueError:
+        return False
+    if _PLAIN_NUMBER_CHARACTERS.issuperset(value):
+        return True
+    pa, pcsv = require("pyarrow"), require("pyarrow.csv")
+    text = f'x\n"{value}"\n'.encode()
+    convert = pcsv.ConvertOptions(column_types={"x": pa.float64()})
+    try:
+        pcsv.read_csv(pa.py_buffer(text), convert_options=convert)
+    except pa.ArrowInvalid:
+        return False
+    return True
 
 
 def _raw_npy(
@@ -948,6 +990,8 @@ def _to_batch(
     y_true = _stack(arrays, columns.y_true, path, first_row)
     y_pred = _stack(arrays, columns.y_pred, path, first_row)
     weight = arrays[columns.sample_weight] if columns.sample_weight else None
+    if weight is not None and weight.ndim == 2 and weight.shape[1] == 1:
+        weight = weight[:, 0]  # (N, 1), as Keras takes it
     if weight is not None and weight.ndim != 1:
         raise InputError(
             f"{path}, row {first_row + 1}: the sample weight column "
@@ -1035,6 +1079,8 @@ def _numeric(data: Any, name: str, path: str, first_row: int) -> np.ndarray:
 
 
 def _numeric_numpy(data: np.ndarray, name: str, path: str, first_row: int) -> np.ndarray:
+    if data.ndim == 2 and data.shape[0] and not data.shape[1]:
+        _no_values(name, path, first_row)
     if data.dtype.kind in "biuf":
         return data.astype(np.float64, copy=data.dtype != np.float64 or not data.flags.writeable)
     if data.dtype.kind in "USO":
@@ -1098,6 +1144,8 @@ def _numeric_list(data: Any, name: str, path: str, first_row: int) -> np.ndarray
     lengths = _to_numpy(pc.list_value_length(data), np.float64)  # NaN for null lists
     valid = ~np.isnan(lengths)
     width = int(lengths[valid][0]) if valid.any() else 0
+    if valid.any() and width == 0:
+        _no_values(name, path, first_row + int(np.argmax(valid)))
     wrong = valid & (lengths != width)
     if wrong.any():
         i = int(np.argmax(wrong))
@@ -1117,6 +1165,13 @@ def _numeric_list(data: Any, name: str, path: str, first_row: int) -> np.ndarray
     out = np.full((n, width), np.nan)
     out[valid] = flat.reshape(-1, width) if width else flat
     return out
+
+
+def _no_values(name: str, path: str, row: int) -> None:
+    raise InputError(
+        f"{path}, row {row + 1}: column {name!r} holds empty lists (0 values per row); "
+        "each row needs at least one value."
+    )
 
 
 def _to_numpy(data: Any, dtype: Any) -> np.ndarray:
@@ -1141,6 +1196,18 @@ def _to_numpy(data: Any, dtype: Any) -> np.ndarray:
     return values[data.offset :]
 
 
+def _datetime_keys(data: np.ndarray) -> np.ndarray:
+    """datetime64 group keys: as they are where a ``datetime`` holds them
+    (microseconds or coarser), else as ISO text with every digit (as Python
+    objects, nanoseconds became integers; as datetimes, keys a nanosecond
+    apart would be one group); NaT is the missing key."""
+    if np.datetime_data(data.dtype)[0] in ("ns", "ps", "fs", "as"):
+        texts = np.datetime_as_string(data).astype(object)
+        texts[np.isnat(data)] = None
+        return texts
+    return data
+
+
 def _group_codes(
     data: Any, name: str, path: str, first_row: int
 ) -> tuple[np.ndarray, list[Any] | None]:
@@ -1151,12 +1218,16 @@ def _group_codes(
                 f"{path}, row {first_row + 1}: the --group-by column {name!r} holds "
                 f"{data.shape[1:]} values per row; group keys must be one value per row."
             )
-        if data.dtype.kind in "biuf":
+        if data.dtype.kind in "iuf":
             return data, None
+        if data.dtype.kind == "M":
+            return _datetime_keys(data), None
         return np.asarray(data, dtype=object).reshape(len(data)), None
     pa = require("pyarrow")
     kind = data.type
-    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)
+    # (booleans go through the dictionary: as codes they were the numbers 0
+    # and 1, or True and False in a batch with a null)
+    numeric = pa.types.is_integer(kind) or pa.types.is_floating(kind)
     if numeric and data.null_count == 0:
         # uint64 keys keep their type: from 2**63 on they do not fit int64
         dtype = np.uint64 if kind == pa.uint64() else np.int64

@@ -54,7 +54,7 @@ def _split(text: str) -> list[str]:
     """Split on commas; an item ``key=value`` without a colon belongs to the
     loss before it (``tversky:alpha=0.7,beta=0.3``).  An empty item
     (``mse,,huber``, a trailing comma, an empty value) is a usage error."""
-    tokens = [t.strip() for t in text.split(",")]
+    tokens = [t.strip() for t in _top_level_commas(text)]
     if not any(tokens):
         raise UsageError(f"--loss {text!r}: names no loss; give names such as --loss mse,huber.")
     items: list[str] = []
@@ -69,6 +69,33 @@ def _split(text: str) -> list[str]:
         else:
             items.append(token)
     return items
+
+
+_OPENING, _CLOSING = "([{", ")]}"
+
+
+def _top_level_commas(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets and quotes, so that a
+    value may be a list or a tuple (``alpha=[0.1,0.2]``, ``axis=(0,1)``).
+
+    >>> _top_level_commas("mse,focal:alpha=[0.1,0.2],x='a,b'")
+    ['mse', 'focal:alpha=[0.1,0.2]', "x='a,b'"]
+    """
+    parts, start, depth, quote = [], 0, 0, ""
+    for i, character in enumerate(text):
+        if quote:
+            quote = "" if character == quote else quote
+        elif character in "'\"":
+            quote = character
+        elif character in _OPENING:
+            depth += 1
+        elif character in _CLOSING:
+            depth = max(depth - 1, 0)
+        elif character == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
 
 
 BASE_CLASSES = {"Loss": losses.Loss, "LossFunctionWrapper": losses.LossFunctionWrapper}
@@ -150,7 +177,7 @@ def _build(item: str) -> losses.Loss:
     if not arguments:
         return base
     kwargs: dict[str, Any] = {}
-    for pair in arguments.split(","):
+    for pair in _top_level_commas(arguments):
         key, equals, value = pair.partition("=")
         if not equals or not key.strip():
             raise CLIError(

@@ -29,6 +29,7 @@ _COPY_BLOCK = 1 << 20
 _MAGIC = (
     (b"PAR1", ".parquet"),
     (b"ARROW1", ".arrow"),
+    (b"FEA1", ".feather"),  # Feather v1, refused as such
     (b"\xff\xff\xff\xff", ".arrow"),  # an IPC stream's first message
     (b"\x93NUMPY", ".npy"),
     (b"PK\x03\x04", ".npz"),
