@@ -316,3 +316,23 @@ def test_numbers_python_reads_but_pyarrow_does_not_are_located(
     assert "us.csv, row 2 (line 3): column 'y_true' has a non-numeric value '1_000'" in err
     assert "1 more problem: row 5 (line 6): column 'y_pred' has a non-numeric value '1_0'" in err
     assert "row 3" not in err  # pyarrow reads " 5", as Python does
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_blank_lines_before_the_header_and_a_header_alone(
+    gzipped: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import gzip
+
+    def csv_file(name: str, text: bytes) -> str:
+        path = tmp_path / (name + (".csv.gz" if gzipped else ".csv"))
+        path.write_bytes(gzip.compress(text) if gzipped else text)
+        return str(path)
+
+    # pyarrow skips blank lines; the header is the first record after them
+    assert mse([csv_file("blank", b"\n\r\ny_true,y_pred\n1,2\n3,5\n")], capsys) == (2, 2.5)
+    err = one_line_error([csv_file("bad", b"\n\ny_true,y_pred\n1,2\n3,x\n")], capsys, 1)
+    assert "row 2 (line 5): column 'y_pred' has a non-numeric value 'x'" in err
+    for alone in (b"y_true,y_pred", b"y_true,y_pred\n", b"\ny_true,y_pred\r\n"):
+        err = one_line_error([csv_file("alone", alone)], capsys, 1)
+        assert err == "losskit evaluate: error: No rows to evaluate.\n"

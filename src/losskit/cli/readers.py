@@ -623,11 +623,17 @@ def _csv_fields_of_any_size() -> Iterator[None]:
 
 
 def _csv_names(path: str) -> list[str]:
-    """The column names: the first record of the file."""
+    """The column names: the first record of the file (blank lines before it
+    skipped, as pyarrow skips them)."""
     pa = require("pyarrow")
     with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
-        return next(csv.reader(text), [])
+        return _header(csv.reader(text))
+
+
+def _header(records: Iterator[list[str]]) -> list[str]:
+    """The first record that is not a blank line ([] if none)."""
+    return next((record for record in records if record), [])
 
 
 # A field as pyarrow's parser reads it: quoted (a doubled quote inside is a
@@ -638,20 +644,22 @@ _CSV_RECORD = re.compile(_CSV_FIELD + rb"(?:," + _CSV_FIELD + rb")*(?:\r\n|\r|\n
 
 
 def _csv_header_bytes(path: str) -> int:
-    """The length in bytes of an uncompressed CSV file's first record, its
-    line end included (the whole file if it has no other): a quoted name
-    may hold line ends, so the header is not always the first line."""
-    with open(path, "rb") as file:
-        want = 1 << 16
-        while True:
-            head = file.read(want)
-            record = _CSV_RECORD.match(head)
-            if (record and record.end() < len(head)) or len(head) < want:
-                # (a record ending at the buffer's end may be a CR whose LF
-                # is beyond it: read on, unless the file ends there)
-                return record.end() if record else len(head)
-            file.seek(0)
-            want *= 4
+    """The length in bytes (decompressed) of a CSV file's first record, with
+    its line end and any blank lines before it (the whole file if it has no
+    other): a quoted name may hold line ends, so the header is not always
+    the first line."""
+    pa = require("pyarrow")
+    want = 1 << 16
+    while True:
+        with pa.input_stream(path) as stream:
+            head = stream.read(want)
+        start = len(head) - len(head.lstrip(b"\r\n"))
+        record = _CSV_RECORD.match(head, start)
+        if (record and record.end() < len(head)) or len(head) < want:
+            # (a record ending at the buffer's end may be a CR whose LF
+            # is beyond it: read on, unless the file ends there)
+            return record.end() if record else len(head)
+        want *= 4
 
 
 def _raw_csv(
@@ -672,7 +680,9 @@ def _raw_csv(
     )
     try:
         if _compressed(piece):
-            yield from _streamed_csv(piece, columns, batch_rows, convert)
+            header = _csv_header_bytes(piece.path)
+            names = _csv_names(piece.path)
+            yield from _streamed_csv(piece, columns, batch_rows, convert, header, names)
         else:
             yield from _chunked_csv(piece, columns, batch_rows, convert)
     except pa.ArrowInvalid as error:
@@ -692,29 +702,35 @@ def _streamed_csv(
     columns: ColumnSpec,
     batch_rows: int,
     convert: Any,
-    offset: int = 0,
-    names: list[str] | None = None,
+    offset: int,
+    names: list[str],
 ) -> Iterator[tuple[dict[str, Any], int]]:
-    """A CSV file through pyarrow's streaming reader (one thread): a
-    compressed file, or the rest of an uncompressed one from ``offset`` (a
-    record's start; ``names``: the header's names, read already), allowing
+    """A CSV file through pyarrow's streaming reader (one thread), from
+    ``offset`` (a record's start, in the decompressed text; ``names``: the
+    header's names, read already) on, allowing
     line ends inside quoted values as RFC 4180 does (pyarrow's default does
     not, and failed on a quoted value of two lines across a block boundary;
     allowing them measured no slower on 10^7 rows of a compressed file)."""
     pa = require("pyarrow")
     pcsv = require("pyarrow.csv")
     block_size = int(min(64 << 20, max(1 << 20, batch_rows * 48)))
-    skip = 1 if names is not None and offset == 0 else 0
-    read = pcsv.ReadOptions(block_size=block_size, column_names=names, skip_rows=skip)
+    read = pcsv.ReadOptions(block_size=block_size, column_names=names)
     parse = pcsv.ParseOptions(newlines_in_values=True)
     compressed = _compressed(piece)
     with pa.input_stream(piece.path) if compressed else pa.OSFile(piece.path) as stream:
-        if offset:
+        if compressed:
+            stream.read(offset)
+        else:
             stream.seek(offset)
         position = offset
-        batches = pcsv.open_csv(
-            stream, read_options=read, parse_options=parse, convert_options=convert
-        )
+        try:
+            batches = pcsv.open_csv(
+                stream, read_options=read, parse_options=parse, convert_options=convert
+            )
+        except pa.ArrowInvalid as error:
+            if str(error).startswith("Empty CSV file"):  # the header alone
+                return
+            raise
         for batch in batches:
             # (the position in a compressed file is not known; in another,
             # the bytes read so far, the reader's read-ahead included)
@@ -851,7 +867,7 @@ def _locate_csv_problem(path: str, columns: ColumnSpec, nan_policy: str = "raise
     with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
-        header = next(reader, [])
+        header = _header(reader)
         where = {name: header.index(name) for name in columns.numeric if name in header}
         row = 0
         for record in reader:
