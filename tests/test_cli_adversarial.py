@@ -336,3 +336,22 @@ def test_blank_lines_before_the_header_and_a_header_alone(
     for alone in (b"y_true,y_pred", b"y_true,y_pred\n", b"\ny_true,y_pred\r\n"):
         err = one_line_error([csv_file("alone", alone)], capsys, 1)
         assert err == "losskit evaluate: error: No rows to evaluate.\n"
+
+
+def test_dictionary_encoded_numbers_and_lists_of_decimals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import decimal
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    categorical = pa.array([1.0, 2.0, 1.0]).dictionary_encode()  # pandas' float categorical
+    amounts = [[decimal.Decimal(v)] for v in ("1.5", "2", "3")]
+    table = pa.table(
+        {"y_true": categorical, "y_pred": pa.array(amounts, pa.list_(pa.decimal128(5, 2)))}
+    )
+    pq.write_table(table, tmp_path / "d.parquet")
+    rows, value = mse([str(tmp_path / "d.parquet")], capsys)
+    assert rows == 3
+    assert value == pytest.approx((0.25 + 0.0 + 4.0) / 3, rel=1e-15)

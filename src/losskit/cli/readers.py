@@ -1119,6 +1119,8 @@ def _numeric_numpy(data: np.ndarray, name: str, path: str, first_row: int) -> np
 def _numeric_arrow(data: Any, name: str, path: str, first_row: int) -> np.ndarray:
     pa = require("pyarrow")
     pc = require("pyarrow.compute")
+    if pa.types.is_dictionary(data.type):  # a categorical of numbers, from pandas
+        data = data.dictionary_decode()
     kind = data.type
     if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_fixed_size_list(kind):
         return _numeric_list(data, name, path, first_row)
@@ -1171,7 +1173,10 @@ def _numeric_list(data: Any, name: str, path: str, first_row: int) -> np.ndarray
         )
     inner = data.type.value_type
     if not (
-        pa.types.is_integer(inner) or pa.types.is_floating(inner) or pa.types.is_boolean(inner)
+        pa.types.is_integer(inner)
+        or pa.types.is_floating(inner)
+        or pa.types.is_boolean(inner)
+        or pa.types.is_decimal(inner)
     ):
         raise InputError(
             f"{path}, row {first_row + 1}: column {name!r} holds lists of {inner}; "
