@@ -27,9 +27,11 @@ The per-sample losses come from the loss object itself (its
 ``call_with_mask``), computed in ``dtype`` (float64 by default, so results
 equal Keras's float32 ones up to float32 rounding), in the array library of
 ``y_pred``; only the per-sample losses are copied to host NumPy.  Without
-groups or masks, a built-in loss's weighted sum is what the loss object
-itself returns with ``reduction="sum"``, so losskit's fused kernels apply
-where the input allows; nothing here restates a loss's formula.
+groups or masks, a built-in loss's weighted sum in float64 is what the loss
+object itself returns with ``reduction="sum"``, so losskit's fused kernels
+apply where the input allows (in another ``dtype`` the loss object would sum
+in that dtype, so the per-sample losses are summed here, in float64, as with
+groups); nothing here restates a loss's formula.
 
 Two kinds of built-in losses are not a sum of per-sample terms, and get their
 own statistics:
@@ -54,7 +56,8 @@ Differences from one Keras call: a 0-d (scalar) sample weight counts once per
 sample in the ``"mean_with_sample_weight"`` divisor (Keras divides by the
 scalar itself, which is not a property of a data set); masks are booleans
 (nonzero keeps an entry); with no samples at all ``result()`` is 0.0 where
-Keras returns an empty array.
+Keras returns an empty array (Dice and Tversky with ``axis=None``: their
+value for sums of zero, 1.0, as Keras gives for empty inputs).
 
 >>> import numpy as np
 >>> import losskit
@@ -77,6 +80,7 @@ import datetime
 import itertools
 import math
 import operator
+import sys
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -165,6 +169,11 @@ def _float64(x: Any, what: str) -> np.ndarray:
     array = _to_numpy(x, what)
     if array.dtype == np.float64:
         return array
+    if array.dtype.kind == "c":  # astype would drop the imaginary part, with a warning
+        raise TypeError(
+            f"`{what}` must hold booleans, integers or real floats. "
+            f"Received: {_array._describe(array)}."
+        )
     try:
         return array.astype(np.float64)
     except (TypeError, ValueError):
@@ -177,7 +186,8 @@ def _group_sums(a: np.ndarray, inverse: np.ndarray | None, n_groups: int) -> np.
     """Sum of ``a`` (leading axis: samples) per group; one sum without groups."""
     if inverse is None:
         return np.array([np.sum(a)], dtype=np.float64)
-    rows = a.reshape(a.shape[0], -1).sum(axis=1) if a.ndim > 1 else a
+    # the row length spelled out: -1 is ambiguous for an empty batch
+    rows = a.reshape(a.shape[0], math.prod(a.shape[1:])).sum(axis=1) if a.ndim > 1 else a
     return np.bincount(inverse, weights=rows, minlength=n_groups)
 
 
@@ -201,6 +211,13 @@ def _leading(a: np.ndarray, n: int, like: tuple[int, ...]) -> np.ndarray:
     if a.ndim >= 1 and a.shape[0] == n:
         return a
     return np.broadcast_to(a, np.broadcast_shapes(a.shape, like))
+
+
+def _weight_name(sample_weight: Any, mask: Any) -> str:
+    """What the weights of a batch were given as, for error messages."""
+    if mask is None:
+        return "sample_weight"
+    return "mask" if sample_weight is None else "sample_weight * mask"
 
 
 # Families whose per-sample loss depends on the other samples of the batch
@@ -250,9 +267,12 @@ class _Kernel:
         # The weighted sum of a built-in loss is what the loss object computes
         # with reduction="sum" (through losskit's fused kernels where they
         # apply); the per-sample losses are only needed for groups and masks.
+        # Only in float64: in another dtype the loss object sums in that
+        # dtype, where the accumulator's sums are float64 (as grouped ones are).
         self._summing: losses.Loss | None = None
         builtin = any(info.cls is type(self.loss) for info in registry.LOSSES)
-        if self.kind == _MEAN and builtin and self.config.get("ignore_class") is None:
+        plain = self.config.get("ignore_class") is None and self.dtype == "float64"
+        if self.kind == _MEAN and builtin and plain:
             config = {**self.config, "reduction": "sum", "dtype": self.dtype}
             self._summing = type(self.loss).from_config(config)
 
@@ -302,14 +322,14 @@ class _Kernel:
                 values, loss_mask = self.loss.call_with_mask(y_true, y_pred)
                 v = self._per_sample(values, n)
             weight, keep = self._weights(sample_weight, mask, loss_mask)
-            aligned, aligned_weight = self._align(v, weight)
+            aligned, aligned_weight = self._align(v, weight, _weight_name(sample_weight, mask))
             columns = [
                 self._weighted_total(aligned, aligned_weight, inverse, n_groups),
                 self._count(aligned, keep, n, inverse, n_groups),
                 self._weight_total(aligned, aligned_weight, n, inverse, n_groups),
             ]
             if self.kind == _HINGE:
-                aligned_signs, _ = self._align(signs, weight)
+                aligned_signs, _ = self._align(signs, weight, "sample_weight")
                 columns.append(
                     self._weighted_total(aligned_signs, aligned_weight, inverse, n_groups)
                 )
@@ -337,7 +357,8 @@ class _Kernel:
         probe, _ = self.loss.call_with_mask(y_true[:1, ...], y_pred[:1, ...])
         shape = (n, *self._per_sample(probe, 1).shape[1:])
         weight, _ = self._weights(sample_weight, None, None)
-        aligned, aligned_weight = self._align(np.broadcast_to(np.float64(0.0), shape), weight)
+        zeros = np.broadcast_to(np.float64(0.0), shape)
+        aligned, aligned_weight = self._align(zeros, weight, "sample_weight")
         count = self._count(aligned, None, n, inverse, n_groups)
         weight_total = self._weight_total(aligned, aligned_weight, n, inverse, n_groups)
         return np.stack([summed.reshape(n_groups), count, weight_total], axis=1)
@@ -392,15 +413,18 @@ class _Kernel:
         return weight, keep
 
     def _align(
-        self, v: np.ndarray, weight: np.ndarray | None
+        self, v: np.ndarray, weight: np.ndarray | None, what: str
     ) -> tuple[np.ndarray, np.ndarray | None]:
+        """``v`` and ``weight`` (given as ``what``) aligned as Keras does."""
         if weight is None:
             return v, None
+        if weight.ndim == 0:  # a scalar fits any shape; aligning could squeeze (1,) to ()
+            return v, weight
         v, weight = _array.align_ranks(_array.numpy_namespace(), v, weight)
-        shape = broadcast_shapes(v.shape, weight.shape, "sample_weight vs. losses")
+        shape = broadcast_shapes(v.shape, weight.shape, f"{what} vs. losses")
         if shape != v.shape:
             raise ValueError(
-                f"`sample_weight` of shape {weight.shape} would broadcast the losses "
+                f"`{what}` of shape {weight.shape} would broadcast the losses "
                 f"of shape {v.shape} to {shape}. Weights must match the per-sample "
                 "losses (or broadcast to them)."
             )
@@ -460,6 +484,7 @@ class _Kernel:
         """Per-sample losses without the 0/1 -> -1/1 label conversion; with it
         (for the rows of groups whose labels in this batch are all 0 or 1, zero
         elsewhere); and per group whether its labels here are all 0 or 1."""
+        y_true, y_pred = _array.align_ranks(xp, y_true, y_pred)  # as the loss's call does
         labels = _float64(y_true, "y_true")
         binary = (labels == 0) | (labels == 1)
         row_binary = binary.all(axis=tuple(range(1, binary.ndim)))  # also for 0 rows
@@ -752,8 +777,11 @@ def _as_loss_list(losses_: Any) -> list[Any]:
 
 
 def _as_integers(keys: Sequence[Hashable]) -> np.ndarray | None:
-    """``keys`` as an int64 array if every one is a Python int that fits."""
-    if not keys or set(map(type, keys)) != {int}:
+    """``keys`` as an int64 array if every one is a Python int that fits
+    (no keys: an empty array, so that the integer index stays)."""
+    if not keys:
+        return np.zeros(0, dtype=np.int64)
+    if set(map(type, keys)) != {int}:
         return None
     try:
         return np.array(keys, dtype=np.int64)
@@ -966,6 +994,8 @@ class _Accumulation:
             batch_rows = _batch_size(y_pred)
             counts = np.array([batch_rows])
         else:
+            if group_keys is not None:
+                groups = _arrow_nulls_as_missing(groups)
             keys = _to_numpy(groups, "groups")
             if keys.ndim != 1:
                 raise ValueError(
@@ -1080,6 +1110,7 @@ class _Accumulation:
             raise ValueError(
                 f"This state is a {state.get('type')}; use {state.get('type')}.from_state."
             )
+        _check_state(state, cls._grouped)
         loss_objects = [registry.deserialize(c, custom_objects) for c in state["losses"]]
         new = cls.__new__(cls)
         _Accumulation.__init__(
@@ -1099,18 +1130,79 @@ class _Accumulation:
         ):
             if list(fields) != list(kernel.fields):
                 raise ValueError(f"State fields {fields} do not match {kernel.fields}.")
-            sums.value[rows] = np.asarray(value, dtype=np.float64).reshape(len(keys), -1)
-            sums.compensation[rows] = np.asarray(compensation, dtype=np.float64).reshape(
-                len(keys), -1
-            )
-        new._samples[rows] = np.asarray(state["samples"], dtype=np.int64)
+            shape = (len(keys), len(kernel.fields))
+            sums.value[rows] = _state_array(value, shape, "sums")
+            sums.compensation[rows] = _state_array(compensation, shape, "compensation")
+        new._samples[rows] = _state_array(state["samples"], (len(keys),), "samples", np.int64)
         return new
 
 
+_STATE_KEYS = (
+    "losses",
+    "reduction",
+    "dtype",
+    "groups",
+    "samples",
+    "fields",
+    "sums",
+    "compensation",
+)
+
+
+def _check_state(state: Mapping[str, Any], grouped: bool) -> None:
+    """A ValueError naming what a state lacks (after its format and type)."""
+    missing = [key for key in _STATE_KEYS if key not in state]
+    if missing:
+        raise ValueError(f"Malformed accumulator state: it has no {missing}.")
+    lists = ["losses", "samples", "fields", "sums", "compensation"] + (
+        ["groups"] if grouped else []
+    )
+    for key in lists:
+        if not isinstance(state[key], list):
+            raise ValueError(
+                f"Malformed accumulator state: {key!r} must be a list; received "
+                f"{type(state[key]).__name__}."
+            )
+    n_losses = len(state["losses"])
+    for key in ("fields", "sums", "compensation"):
+        if len(state[key]) != n_losses:
+            raise ValueError(
+                f"Malformed accumulator state: {key!r} has {len(state[key])} entries "
+                f"for {n_losses} losses."
+            )
+
+
+def _state_array(data: Any, shape: tuple[int, ...], key: str, dtype: Any = np.float64) -> Any:
+    """A state's numbers as an array of ``shape``, or a ValueError naming ``key``."""
+    try:
+        array = np.asarray(data, dtype=dtype)
+    except (TypeError, ValueError, OverflowError):
+        array = None
+    if array is not None and array.size == 0 == math.prod(shape):  # no groups: [] in JSON
+        array = array.reshape(shape)
+    if array is None or array.shape != shape:
+        raise ValueError(
+            f"Malformed accumulator state: {key!r} must hold numbers of shape {shape}."
+        )
+    return array
+
+
+def _pandas_missing(key: Any) -> bool:
+    """Whether ``key`` is pandas' ``NA`` or ``NaT`` (without importing pandas:
+    where it is not imported, no key can be one)."""
+    pandas = sys.modules.get("pandas")
+    if pandas is None:
+        return False
+    return key is getattr(pandas, "NaT", None) or key is getattr(pandas, "NA", None)
+
+
 def _hashable(key: Any) -> Hashable:
-    """A group key as stored: lists become tuples, NumPy scalars Python ones,
-    NaN and NaT the missing key None, datetime64 a ``datetime.date`` (day
-    precision or coarser) or ``datetime.datetime`` (finer; microseconds)."""
+    """A group key as stored: lists and tuples become tuples of stored keys,
+    NumPy scalars Python ones, NaN, NaT and pandas' NA the missing key None,
+    datetime64 a ``datetime.date`` (day precision or coarser) or
+    ``datetime.datetime`` (finer; microseconds)."""
+    if type(key) in (str, int):  # the common keys, stored as they are
+        return key
     if isinstance(key, np.datetime64):
         if np.isnat(key):
             return None
@@ -1118,9 +1210,11 @@ def _hashable(key: Any) -> Hashable:
         return key.astype(f"datetime64[{'D' if unit in ('Y', 'M', 'W', 'D') else 'us'}]").item()
     if isinstance(key, np.generic):
         key = key.item()
-    if isinstance(key, list):
+    if isinstance(key, (list, tuple)):
         return tuple(_hashable(k) for k in key)
     if isinstance(key, float) and math.isnan(key):
+        return None
+    if _pandas_missing(key):
         return None
     return key
 
@@ -1193,8 +1287,22 @@ def _factorize(keys: np.ndarray) -> tuple[list[Hashable] | np.ndarray, np.ndarra
 
 
 MISSING_CODE = -1
-"""The code of the missing key in ``group_keys`` encodings (pandas' and
-Arrow's dictionary convention): its samples form the group ``None``."""
+"""The code of the missing key in ``group_keys`` encodings (pandas'
+``Categorical.codes`` convention; Arrow marks a missing key with a null
+index instead, which counts the same): its samples form the group ``None``."""
+
+
+def _arrow_nulls_as_missing(codes: Any) -> Any:
+    """An Arrow array of integer codes with null indices (a dictionary
+    array's ``indices``) with :data:`MISSING_CODE` in place of the nulls;
+    anything else as it is (pyarrow is imported only for its arrays)."""
+    if not type(codes).__module__.startswith("pyarrow") or not getattr(codes, "null_count", 0):
+        return codes
+    import pyarrow.types
+
+    if not pyarrow.types.is_integer(codes.type):
+        return codes
+    return codes.cast("int64").fill_null(MISSING_CODE)
 
 
 def _decode(codes: np.ndarray, group_keys: Sequence[Any]) -> tuple[list[Hashable], np.ndarray]:
@@ -1249,8 +1357,13 @@ def _encode_key(key: Hashable) -> Any:
 def _decode_key(data: Any) -> Hashable:
     if isinstance(data, Mapping) and len(data) == 1:
         [(kind, text)] = data.items()
-        if kind in _KEY_TYPES:
-            return _KEY_TYPES[kind].fromisoformat(text)
+        if kind == "datetime" and text == "NaT":  # pandas' NaT, in states of older versions
+            return None
+        if kind in _KEY_TYPES and isinstance(text, str):
+            try:
+                return _KEY_TYPES[kind].fromisoformat(text)
+            except ValueError:
+                pass
     if isinstance(data, Mapping):
         raise ValueError(f"Not a group key in a state: {data!r}.")
     if isinstance(data, list):
