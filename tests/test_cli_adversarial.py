@@ -238,15 +238,17 @@ def test_missing_csv_group_keys_are_one_group(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "g.csv"
-    path.write_text('y_true,y_pred,g\n1,2,\n1,3,NaN\n1,4,nan\n1,5,null\n1,6,"null"\n1,7,"NA"\n')
+    path.write_text(
+        'y_true,y_pred,g\n1,2,\n1,3,NaN\n1,4,nan\n1,5,null\n1,6,"null"\n1,7,"NA"\n1,8,x\n'
+    )
     code, out, err = run(
         [str(path), "--group-by", "g", "--loss", "mse", "--format", "json"], capsys
     )
     assert code == 0, err
     groups = json.loads(out)["groups"]
-    # quoted, "null" and "NA" are text
-    assert {k: v["rows"] for k, v in groups.items()} == {'"null"': 1, "NA": 1, "null": 4}
-    assert groups["null"]["losses"]["mean_squared_error"] == 7.5
+    # quoted or not, as in the numeric columns (and pandas)
+    assert {k: v["rows"] for k, v in groups.items()} == {"null": 6, "x": 1}
+    assert groups["null"]["losses"]["mean_squared_error"] == (1 + 4 + 9 + 16 + 25 + 36) / 6
 
 
 def test_npy_field_of_higher_rank_is_refused(
@@ -355,3 +357,29 @@ def test_dictionary_encoded_numbers_and_lists_of_decimals(
     rows, value = mse([str(tmp_path / "d.parquet")], capsys)
     assert rows == 3
     assert value == pytest.approx((0.25 + 0.0 + 4.0) / 3, rel=1e-15)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b"\xef\xbb\xbf\ny_true,y_pred\n1,2\n3,5\n",  # a BOM, then a blank line
+        b'\xef\xbb\xbf"y_true","y_pred"\r\n1,2\r\n3,5\r\n',
+    ],
+)
+def test_header_after_a_byte_order_mark(
+    text: bytes, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "bom.csv"
+    path.write_bytes(text)
+    assert mse([str(path)], capsys) == (2, 2.5)
+
+
+def test_a_path_with_glob_characters_that_exists_is_itself(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "results[1].csv").write_text("y_true,y_pred\n0,1\n")
+    (tmp_path / "q?.csv").write_text("y_true,y_pred\n0,2\n")
+    (tmp_path / "qa.csv").write_text("y_true,y_pred\n0,4\n")
+    assert mse([str(tmp_path / "results[1].csv")], capsys) == (1, 1.0)
+    assert mse([str(tmp_path / "q?.csv")], capsys) == (1, 4.0)  # not qa.csv as well
+    assert mse([str(tmp_path / "q[a].csv")], capsys) == (1, 16.0)  # a pattern: no such file

@@ -151,3 +151,49 @@ def test_a_real_pipe(tmp_path: Path) -> None:
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == direct.stdout
     assert piped.stderr == direct.stderr == b""
+
+
+def test_stdin_redirected_from_an_input_or_the_output(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(make_data(n=40), tmp_path / "data.csv")
+    before = path.read_bytes()
+    with path.open("rb") as source:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(source))
+        # `losskit evaluate - --output data.csv < data.csv` replaced the data
+        code, out, err = run(["-", "--output", str(path)], capsys)
+        assert (code, out) == (1, "")
+        assert "is the file on standard input" in err
+        assert path.read_bytes() == before
+        # `losskit evaluate data.csv - < data.csv` read it twice
+        code, out, err = run([str(path), "-", "--format", "json"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["rows"] == 40
+
+
+def test_a_csv_that_starts_like_parquet(
+    spool: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipe(monkeypatch, b"PAR1,y_true,y_pred\n0,1,2\n0,3,5\n")  # PAR1: a gene
+    code, out, err = run(["-", "--loss", "mse", "--format", "json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["losses"] == {"mean_squared_error": 2.5}
+
+
+def test_a_bad_loss_fails_before_stdin_is_read(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pipe(monkeypatch, b"y_true,y_pred\n1,2\n")
+    code, _, err = run(["-", "--loss", "bogus"], capsys)
+    assert code == 1
+    assert "Unknown loss 'bogus'" in err
+    assert sys.stdin.buffer.tell() == 0  # not read: a slow pipe is not waited for
+
+
+def test_closed_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", None)
+    code, _, err = run(["-"], capsys)
+    assert code == 1
+    assert err == (
+        "losskit evaluate: error: '-' reads the data from standard input, which is closed.\n"
+    )

@@ -126,11 +126,22 @@ def _check_directory(where: str, directory: str) -> None:
         raise CLIError(f"{where}: the directory {directory!r} {missing}.")
 
 
-def check_not_an_input(path: str | None, inputs: list[str]) -> None:
-    """Fail if ``--output`` names one of the input files: the result would
+def check_not_an_input(
+    path: str | None, inputs: list[str], stdin: tuple[int, int] | None = None
+) -> None:
+    """Fail if ``--output`` names one of the input files, or the file that
+    standard input is (``stdin``: its device and inode): the result would
     replace the data it was computed from."""
     if path is None or path == STDOUT_PATH or not os.path.exists(path):
         return
+    if stdin is not None:
+        with contextlib.suppress(OSError):
+            status = os.stat(path)
+            if (status.st_dev, status.st_ino) == stdin:
+                raise CLIError(
+                    f"--output {path!r} is the file on standard input; writing the "
+                    "result there would replace the data. Give another file."
+                )
     for source in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(path, source):

@@ -129,7 +129,8 @@ def find_files(paths: Sequence[str]) -> list[str]:
     found: list[str] = []
     supported = ", ".join(sorted(FORMATS))
     for path in paths:
-        if _GLOB_CHARACTERS & set(path):
+        # (a path that exists is itself, whatever it holds: results[1].csv)
+        if _GLOB_CHARACTERS & set(path) and not os.path.lexists(path):
             matches = sorted(expand_glob(path))
             files = [m for m in matches if os.path.isfile(m) and format_of(m)]
             if not files:
@@ -155,6 +156,21 @@ def find_files(paths: Sequence[str]) -> list[str]:
             raise CLIError(f"{path}: no such file or directory.")
         found.extend(files)
     return _distinct_files(found)
+
+
+def file_identities(paths: Sequence[str]) -> set[tuple[int, int]]:
+    """The device and inode of each file that ``paths`` name (as
+    :func:`find_files` finds them; none where that fails: reading says why)."""
+    try:
+        files = find_files(paths) if paths else []
+    except CLIError:
+        return set()
+    identities = set()
+    for path in files:
+        with contextlib.suppress(OSError):
+            status = os.stat(path)
+            identities.add((status.st_dev, status.st_ino))
+    return identities
 
 
 def _distinct_files(paths: list[str]) -> list[str]:
@@ -653,7 +669,8 @@ def _csv_header_bytes(path: str) -> int:
     while True:
         with pa.input_stream(path) as stream:
             head = stream.read(want)
-        start = len(head) - len(head.lstrip(b"\r\n"))
+        bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # as utf-8-sig reads the names
+        start = len(head) - len(head[bom:].lstrip(b"\r\n"))
         record = _CSV_RECORD.match(head, start)
         if (record and record.end() < len(head)) or len(head) < want:
             # (a record ending at the buffer's end may be a CR whose LF
@@ -670,13 +687,11 @@ def _raw_csv(
     types = {name: pa.float64() for name in columns.numeric}
     if columns.group_by and columns.group_by not in types:
         types[columns.group_by] = pa.string()
-    # A group key that is empty or nan, NA, null, ... is missing, as in the
-    # numeric columns; quoted, it is text ("NA" may be a country).
+    # A group key that is empty or nan, NA, null, ... is missing, quoted or
+    # not, as in the numeric columns (whose quoted "NA" pyarrow rejects when
+    # quoted values may not be null) and as in pandas.
     convert = pcsv.ConvertOptions(
-        include_columns=columns.needed,
-        column_types=types,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=False,
+        include_columns=columns.needed, column_types=types, strings_can_be_null=True
     )
     try:
         if _compressed(piece):

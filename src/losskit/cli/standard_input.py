@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import stat
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -37,20 +38,40 @@ _MAGIC = (
 )
 
 
-def extension_of(head: bytes) -> str:
-    """The file extension of data starting with ``head``: Parquet, Arrow IPC
-    (file or stream), ``.npy``, ``.npz`` (a zip archive), gzip-compressed CSV,
-    and otherwise CSV.
+# formats marked at both ends: a CSV whose first column is named PAR1 (a
+# gene) starts as Parquet does, but does not end so
+_TRAILERS = {".parquet": b"PAR1", ".arrow": b"ARROW1"}
 
-    >>> extension_of(b"PAR1...")
+
+def extension_of(head: bytes, tail: bytes | None = None) -> str:
+    """The file extension of data starting with ``head`` (and ending with
+    ``tail``, where known): Parquet, Arrow IPC (file or stream), Feather v1,
+    ``.npy``, ``.npz`` (a zip archive), gzip-compressed CSV, and otherwise CSV.
+
+    >>> extension_of(b"PAR1...", b"...PAR1")
     '.parquet'
+    >>> extension_of(b"PAR1,y_true,y_pred\\n", b"1,2\\n")
+    '.csv'
     >>> extension_of(b"y_true,y_pred\\n")
     '.csv'
     """
     for magic, extension in _MAGIC:
         if head.startswith(magic):
+            trailer = _TRAILERS.get(extension) if magic == _TRAILERS.get(extension) else None
+            if trailer and tail is not None and not tail.endswith(trailer):
+                return ".csv"
             return extension
     return ".csv"
+
+
+def identity() -> tuple[int, int] | None:
+    """The device and inode of standard input where it is a regular file
+    (``< data.csv``), else None."""
+    try:
+        status = os.fstat(sys.stdin.fileno())
+    except (AttributeError, OSError, ValueError):
+        return None
+    return (status.st_dev, status.st_ino) if stat.S_ISREG(status.st_mode) else None
 
 
 def check_paths(paths: Sequence[str], scheduler: str | None) -> None:
@@ -65,7 +86,9 @@ def check_paths(paths: Sequence[str], scheduler: str | None) -> None:
             "workers of --scheduler cannot read; save the data where they can, "
             "or use the local engine."
         )
-    if sys.stdin is None or sys.stdin.isatty():
+    if sys.stdin is None:
+        raise CLIError("'-' reads the data from standard input, which is closed.")
+    if sys.stdin.isatty():
         raise CLIError(
             "'-' reads the data from standard input, which is a terminal; "
             "pipe a file into it (losskit evaluate - < preds.csv)."
@@ -77,20 +100,28 @@ def spooled(source: IO[bytes] | None = None) -> Iterator[str]:
     """Copy ``source`` (default: standard input) into a temporary file and
     yield its path; the file is removed on exit."""
     stream = source if source is not None else sys.stdin.buffer
+    try:
+        head = stream.read(8)
+    except OSError as error:
+        raise CLIError(f"'-': cannot read standard input: {error.strerror or error}.") from None
+    if not head:
+        raise CLIError("'-': standard input is empty; pipe a file into it.")
     with tempfile.TemporaryDirectory(prefix="losskit-stdin-") as directory:
+        copy = os.path.join(directory, "stdin")
         try:
-            head = stream.read(8)
-            if not head:
-                raise CLIError("'-': standard input is empty; pipe a file into it.")
-            path = os.path.join(directory, "stdin" + extension_of(head))
-            with open(path, "wb") as copy:
-                copy.write(head)
-                shutil.copyfileobj(stream, copy, _COPY_BLOCK)
+            with open(copy, "wb") as file:
+                file.write(head)
+                shutil.copyfileobj(stream, file, _COPY_BLOCK)
+            with open(copy, "rb") as file:
+                file.seek(max(os.path.getsize(copy) - 8, 0))
+                tail = file.read()
         except OSError as error:
             raise CLIError(
                 f"cannot copy standard input to a temporary file in {directory}: "
                 f"{error.strerror or error}; set TMPDIR to a directory with room."
             ) from None
+        path = copy + extension_of(head, tail)
+        os.rename(copy, path)
         yield path
 
 
