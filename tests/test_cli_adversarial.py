@@ -383,3 +383,112 @@ def test_a_path_with_glob_characters_that_exists_is_itself(
     assert mse([str(tmp_path / "results[1].csv")], capsys) == (1, 1.0)
     assert mse([str(tmp_path / "q?.csv")], capsys) == (1, 4.0)  # not qa.csv as well
     assert mse([str(tmp_path / "q[a].csv")], capsys) == (1, 16.0)  # a pattern: no such file
+
+
+# -- what is shown: labels as text, outputs that fail --------------------------------
+
+
+def test_markup_and_control_characters_in_the_table(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "rich.csv"
+    path.write_text('y_true,y_pred,g\n0,1,[/]\n0,2,[bold red]b\n0,3,"a\x1b[2Jb"\n')
+    code, out, err = run([str(path), "--group-by", "g", "--loss", "mse:name='[/x]'"], capsys)
+    assert code == 0, err
+    assert "[/]" in out  # "[/]" raised rich's MarkupError
+    assert "[bold red]b" in out  # was styled
+    assert "[/x]" in out
+    assert "\x1b" not in out  # an escape sequence that cleared the screen
+    assert '"a\\u001b[2Jb"' in out
+
+
+def test_dollar_signs_are_drawn_as_they_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from losskit.cli import plot
+
+    path = tmp_path / "d.csv"
+    path.write_text("y_true,y_pred,g\n0,1,$x^$\n0,2,b\n0,3,$5 or $6\n")
+    figure = tmp_path / "d.png"
+    args = [str(path), "--group-by", "g", "--loss", "mse", "--plot", str(figure)]
+    code, _, err = run(args, capsys)
+    assert code == 0, err  # "$x^$" raised matplotlib's ParseSyntaxException
+    assert figure.stat().st_size > 0
+    assert plot._literal("$5 or $6") == r"\$5 or \$6"
+    assert plot._literal("a\nb") == r'"a\nb"'
+
+
+def test_plot_histograms_per_group_are_bounded(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from losskit.cli.histogram import HISTOGRAM_GROUPS, ResidualHistogram
+
+    histogram = ResidualHistogram()
+    y = np.zeros((100, 1))
+    histogram.update(y, y + 1.0, np.arange(100) % 10)
+    assert histogram.per_group
+    assert sorted(histogram.counts) == list(range(10))
+    histogram.update(y, y + 2.0, np.arange(100) + 10)  # 110 groups in all
+    assert not histogram.per_group
+    assert histogram.counts == {}  # 2403 counts per group were kept for 10^6 groups
+    histogram.update(y, y, np.arange(100))
+    assert histogram.total().sum() == 300
+    merged = ResidualHistogram()
+    merged.update(y, y, np.zeros(100))
+    assert merged.merge(histogram).total().sum() == 400
+    assert not merged.per_group
+    many = tmp_path / "many.csv"
+    rows = "".join(f"0,{i % 7},k{i}\n" for i in range(HISTOGRAM_GROUPS + 1))
+    many.write_text("y_true,y_pred,g\n" + rows)
+    code, _, err = run([str(many), "--group-by", "g", "--plot", str(tmp_path / "m.png")], capsys)
+    assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("plot", "message"),
+    [
+        ("adir.png", "it is a directory"),
+        (".png", "give a file name ending in"),
+        ("result.svg", "is also the --output file"),
+    ],
+)
+def test_plot_targets_that_fail_before_reading(
+    plot: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "adir.png").mkdir()
+    data = write(make_data(n=20), tmp_path / "data.csv")
+    args = [str(data), "--plot", str(tmp_path / plot), "--output", str(tmp_path / "result.svg")]
+    one_line_error(args, capsys, 1, message)
+
+
+@pytest.mark.parametrize("name", ["rows", "scope", "group"])
+def test_loss_named_as_an_output_column(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = write(make_data(n=20), tmp_path / "data.csv")
+    one_line_error([str(data), "--loss", f"mse:name='{name}'"], capsys, 1, "give it another name")
+
+
+def test_standard_output_full_or_closed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    data = write(make_data(n=20), tmp_path / "data.csv")
+    command = [sys.executable, "-m", "losskit", "evaluate", str(data), "--loss", "mse"]
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(command, stdout=full, stderr=subprocess.PIPE, text=True)
+    assert result.returncode == 1
+    assert result.stderr.endswith(
+        "losskit evaluate: error: cannot write the result to standard output: "
+        "No space left on device.\n"
+    )
+    assert "Traceback" not in result.stderr
+    closed = subprocess.run(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: os.close(1),
+    )
+    assert closed.returncode == 1
+    assert closed.stderr.endswith("standard output is closed.\n")

@@ -43,7 +43,7 @@ def test_plot_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["plot", "--output", str(tmp_path / "x.txt")]) == 1
     assert "ending in .png" in capsys.readouterr().err
     assert main(["plot", "--output", str(tmp_path / "missing" / "x.png")]) == 1
-    assert "no such directory" in capsys.readouterr().err
+    assert "does not exist" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
 
 

@@ -440,28 +440,38 @@ def _render_table(report: dict[str, Any]) -> str:
     try:
         table_module = require("rich.table")
         console_module = require("rich.console")
+        text_module = require("rich.text")
     except CLIError:
         table_module = None
     if table_module is None:
         return _plain_table(report, groups, notes)
+    # Text objects: labels, loss names and file names are shown as they are,
+    # never read as markup ("[/]" raised, "[bold]x" was styled).
+    plain = text_module.Text
     table = table_module.Table(title="losskit evaluate", title_justify="left")
     table.add_column("loss (Keras name)")
     table.add_column("all" if groups else "value", justify="right")
     for key in groups:
-        table.add_column(f"{key}", justify="right")
+        table.add_column(plain(_one_line_label(key)), justify="right")
     for name, value in report["losses"].items():
         cells = [_format_value(value)]
         cells += [_format_value(g["losses"][name]) for g in groups.values()]
-        table.add_row(name, *cells)
+        table.add_row(plain(_one_line_label(name)), *cells)
     if groups:
         table.add_row("rows", f"{report['rows']:,}", *(f"{g['rows']:,}" for g in groups.values()))
     out = io.StringIO()
     console = console_module.Console(file=out, width=max(100, 24 + 14 * (len(groups) + 1)))
     console.print(table)
-    console.print("; ".join(notes), highlight=False, soft_wrap=True)
+    console.print(plain("; ".join(notes)), highlight=False, soft_wrap=True)
     for name, reason in report["skipped_losses"].items():
-        console.print(f"skipped {name}: {reason}", highlight=False, soft_wrap=True)
+        console.print(plain(f"skipped {name}: {reason}"), highlight=False, soft_wrap=True)
     return out.getvalue()
+
+
+def _one_line_label(text: str) -> str:
+    """``text``, or as a JSON string where it has a control character (a line
+    break, an escape sequence that would clear the screen)."""
+    return json.dumps(text) if re.search(_CONTROL, text) else text
 
 
 def _table_notes(report: dict[str, Any]) -> list[str]:
@@ -699,16 +709,14 @@ def _run(
     return report
 
 
-def _check_plot(path: str) -> None:
+def _check_plot(path: str, output: str | None) -> None:
     """Fail at once, not after the evaluation, on a ``--plot`` that cannot be
-    written."""
-    from losskit.cli.plot import FORMATS
+    written, or that is the ``--output`` file (one would overwrite the other)."""
+    from losskit.cli.plot import check_figure_path
 
-    if not path.lower().endswith(FORMATS):
-        raise CLIError(f"--plot {path!r}: give a file ending in {', '.join(FORMATS)}.")
-    directory = os.path.dirname(path) or os.curdir
-    if not os.path.isdir(directory):
-        raise CLIError(f"--plot {path!r}: the directory {directory!r} does not exist.")
+    check_figure_path(path, "--plot")
+    if output is not None and os.path.abspath(output) == os.path.abspath(path):
+        raise CLIError(f"--plot {path!r} is also the --output file; give two files.")
 
 
 def _distinct_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
@@ -727,7 +735,7 @@ def main(options: Options) -> int:
     output = prepare_output(options.output)  # before any input is read
     try:
         if options.plot:
-            _check_plot(options.plot)
+            _check_plot(options.plot, options.output)
         # Warnings (a library's, such as Keras's on one-class crossentropy)
         # are reported once each, in one line, after the evaluation.
         with warnings.catch_warnings(record=True) as caught:

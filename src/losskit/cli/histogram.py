@@ -53,11 +53,21 @@ def bin_centres() -> np.ndarray:
     return np.concatenate([-centres[::-1], [0.0], centres])
 
 
+# Groups whose own histogram is kept (2403 counts each): the plot draws a few
+# of them, and a histogram per group of 10^6 groups would take 19 GB (more
+# groups than this: the histogram of all rows alone).
+HISTOGRAM_GROUPS = 64
+
+
 class ResidualHistogram:
-    """Counts of ``y_pred - y_true`` (every output element), per group."""
+    """Counts of ``y_pred - y_true`` (every output element): of all rows, and
+    per group while there are at most :data:`HISTOGRAM_GROUPS` groups
+    (``counts``; ``per_group`` is False once there were more)."""
 
     def __init__(self) -> None:
+        self.all_rows = np.zeros(SIZE, dtype=np.int64)
         self.counts: dict[Hashable, np.ndarray] = {}
+        self.per_group = True
 
     def update(
         self,
@@ -68,8 +78,8 @@ class ResidualHistogram:
     ) -> None:
         residuals = np.asarray(y_pred, dtype=np.float64) - np.asarray(y_true, dtype=np.float64)
         index = bin_index(residuals.reshape(residuals.shape[0], -1))
-        if groups is None:
-            self._add(None, np.bincount(index.reshape(-1), minlength=SIZE))
+        self.all_rows += np.bincount(index.reshape(-1), minlength=SIZE)
+        if groups is None or not self.per_group:
             return
         if group_keys is None:
             keys, inverse = np.unique(np.asarray(groups), return_inverse=True)
@@ -77,6 +87,9 @@ class ResidualHistogram:
         else:
             used, inverse = np.unique(np.asarray(groups, dtype=np.int64), return_inverse=True)
             key_list = [group_keys[i] for i in used.tolist()]
+        key_list = [_stored(key) for key in key_list]
+        if not self._room_for(key_list):
+            return
         inverse = inverse.reshape(-1)
         width = index.shape[1]
         flat = np.repeat(inverse, width) * SIZE + index.reshape(-1)
@@ -84,24 +97,35 @@ class ResidualHistogram:
         for key, row in zip(key_list, table, strict=True):
             self._add(key, row)
 
+    def _room_for(self, keys: list[Hashable]) -> bool:
+        """Whether the groups ``keys`` keep their histograms; if not, no group
+        does any more."""
+        if (
+            len(keys) <= HISTOGRAM_GROUPS
+            and len(self.counts.keys() | set(keys)) <= HISTOGRAM_GROUPS
+        ):
+            return True
+        self.counts, self.per_group = {}, False
+        return False
+
     def _add(self, key: Hashable, counts: np.ndarray) -> None:
-        if isinstance(key, float) and key != key:
-            key = None
         if key in self.counts:
             self.counts[key] = self.counts[key] + counts
         else:
             self.counts[key] = counts.astype(np.int64)
 
     def merge(self, other: ResidualHistogram) -> ResidualHistogram:
-        for key, counts in other.counts.items():
-            self._add(key, counts)
+        self.all_rows += other.all_rows
+        if not other.per_group:
+            self.counts, self.per_group = {}, False
+        if self.per_group and self._room_for(list(other.counts)):
+            for key, counts in other.counts.items():
+                self._add(key, counts)
         return self
 
     def total(self) -> np.ndarray:
-        out = np.zeros(SIZE, dtype=np.int64)
-        for counts in self.counts.values():
-            out += counts
-        return out
+        """The counts of all rows."""
+        return self.all_rows.copy()
 
     @staticmethod
     def linear(
@@ -125,6 +149,11 @@ class ResidualHistogram:
         below = round(float(at_edges[0]))
         above = round(float(cumulative[-1] - at_edges[-1]))
         return edges, np.diff(at_edges), below, above
+
+
+def _stored(key: Hashable) -> Hashable:
+    """A group key as the histogram keeps it: NaN is the missing key None."""
+    return None if isinstance(key, float) and key != key else key
 
 
 def quantile_limits(counts: np.ndarray, tail: float = 0.005) -> tuple[float, float]:

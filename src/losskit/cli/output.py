@@ -51,8 +51,7 @@ class Output:
     def write(self, text: str) -> None:
         """Write ``text`` (the whole result) where the output goes."""
         if self.path is None:
-            print(text, end="")
-            sys.stdout.flush()
+            _write_stdout(text)
             return
         try:
             if self.temporary is None:
@@ -73,6 +72,26 @@ class Output:
             with contextlib.suppress(OSError):
                 os.unlink(self.temporary)
             self.temporary = None
+
+
+def _write_stdout(text: str) -> None:
+    """Print ``text``; a closed or full standard output is one error line."""
+    if sys.stdout is None:
+        raise CLIError("cannot write the result: standard output is closed.")
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except (OSError, ValueError) as error:
+        # What is left in the buffer goes nowhere: flushing it again at exit
+        # would print a second error.
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+        if isinstance(error, BrokenPipeError):
+            raise CLIError("standard output was closed before the result was written.") from None
+        reason = _reason(error) if isinstance(error, OSError) else str(error)
+        raise CLIError(f"cannot write the result to standard output: {reason}.") from None
 
 
 def _reason(error: OSError) -> str:

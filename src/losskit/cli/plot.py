@@ -11,8 +11,10 @@ display needed).
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +23,7 @@ import numpy as np
 
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import group_labels
-from losskit.cli.histogram import ResidualHistogram, quantile_limits
+from losskit.cli.histogram import HISTOGRAM_GROUPS, ResidualHistogram, quantile_limits
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
 from losskit.spec import SPECS, spec_of
@@ -64,12 +66,28 @@ def _matplotlib() -> Any:
     return require("matplotlib.pyplot")
 
 
-def _check_output(path: str) -> None:
-    if not path.lower().endswith(FORMATS):
-        raise CLIError(f"--output {path!r}: give a file ending in {', '.join(FORMATS)}.")
+def check_figure_path(path: str, option: str = "--output") -> None:
+    """Fail at once, before any work, on a figure file that cannot be
+    written: a wrong extension or none before it (matplotlib wrote ``.png``
+    as ``.png.png``), a directory, a missing or read-only directory."""
+    where = f"{option} {path!r}"
+    name = os.path.basename(path)
+    if not name.lower().endswith(FORMATS) or name.lower() in FORMATS:
+        raise CLIError(f"{where}: give a file name ending in {', '.join(FORMATS)}.")
+    if os.path.isdir(path):
+        raise CLIError(f"{where}: it is a directory; give a file name.")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise CLIError(f"--output {path!r}: no such directory {directory!r}.")
+        raise CLIError(f"{where}: the directory {directory!r} does not exist.")
+    if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise CLIError(f"{where}: it cannot be written (permissions).")
+
+
+def _save(figure: Any, path: str, option: str) -> None:
+    try:
+        figure.savefig(path)
+    except OSError as error:
+        raise CLIError(f"{option} {path!r}: cannot write it: {error.strerror or error}.") from None
 
 
 def elementwise(loss: Loss, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -150,7 +168,7 @@ def plot_losses(losses_: Sequence[Loss], output: str) -> None:
             )
     figure.suptitle("losskit: per-element losses and derivatives (finite differences)")
     figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / rows))
-    figure.savefig(output)
+    _save(figure, output, "--output")
     plt.close(figure)
 
 
@@ -173,7 +191,7 @@ def plottable(text: str | None) -> list[Loss]:
 
 
 def main(loss: str | None, output: str) -> int:
-    _check_output(output)
+    check_figure_path(output)
     plot_losses(plottable(loss), output)
     print(f"wrote {output}")
     return 0
@@ -184,10 +202,20 @@ def main(loss: str | None, output: str) -> int:
 PLOTTED_GROUPS = 8
 
 
+def _literal(text: str) -> str:
+    """``text`` drawn as it is: matplotlib reads text between two dollar
+    signs as mathematics (``$x^$`` raised, ``$5 or $6`` was typeset); with a
+    control character (a line break, an escape), as a JSON string, as the
+    table shows it."""
+    if re.search("[\x00-\x1f\x7f]", text):
+        text = json.dumps(text)
+    return text.replace("$", r"\$")
+
+
 def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> None:
     """A residual histogram (per group if grouped, the first
     :data:`PLOTTED_GROUPS`) and each loss's value."""
-    _check_output(output)
+    check_figure_path(output, "--plot")
     plt = _matplotlib()
     names = list(report["losses"])
     groups = report.get("groups", {})
@@ -208,9 +236,11 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
         for j, key in enumerate(shown):
             if key in by_label:
                 _, part, _, _ = ResidualHistogram.linear(by_label[key], limits=limits)
-                top.stairs(part, edges, label=f"{key}", color=f"C{j}")
+                top.stairs(part, edges, label=_literal(key), color=f"C{j}")
         more = len(groups) - len(shown)
         title = f"the first {len(shown)} of {len(groups):,} groups" if more else None
+        if not histogram.per_group:
+            title = f"{len(groups):,} groups (drawn one by one up to {HISTOGRAM_GROUPS})"
         top.legend(fontsize=8, title=title, title_fontsize=8)
     top.set_xlabel("residual  y_pred - y_true")
     top.set_ylabel("rows")
@@ -230,10 +260,13 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
             bars, labels=[("nan" if v is None else f"{v:.4g}") for v in values], fontsize=7
         )
         axes.set_xticks(
-            range(len(labels)), labels, fontsize=7, rotation=30 if len(labels) > 4 else 0
+            range(len(labels)),
+            [_literal(label) for label in labels],
+            fontsize=7,
+            rotation=30 if len(labels) > 4 else 0,
         )
-        axes.set_title(name, fontsize=9)
+        axes.set_title(_literal(name), fontsize=9)
         axes.margins(y=0.2)
     figure.tight_layout()
-    figure.savefig(output)
+    _save(figure, output, "--plot")
     plt.close(figure)

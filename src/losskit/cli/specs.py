@@ -266,4 +266,14 @@ def _distinct(choices: list[LossChoice]) -> list[LossChoice]:
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:
         raise CLIError(f"--loss: several different losses are named {repeated}.")
+    taken = sorted(set(names) & set(OUTPUT_COLUMNS))
+    if taken:
+        raise CLIError(
+            f"--loss: a loss named {taken[0]!r} would share its column with the output's "
+            f"own ({', '.join(OUTPUT_COLUMNS)}); give it another name."
+        )
     return kept
+
+
+OUTPUT_COLUMNS = ("scope", "group", "rows")
+"""Columns (and table rows) of ``losskit evaluate``'s output besides the losses."""
