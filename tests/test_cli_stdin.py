@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -197,3 +200,25 @@ def test_closed_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     assert err == (
         "losskit evaluate: error: '-' reads the data from standard input, which is closed.\n"
     )
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGHUP])
+def test_terminated_while_copying_leaves_nothing(signum: int, tmp_path: Path) -> None:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    command = [sys.executable, "-m", "losskit", "evaluate", "-"]
+    process = subprocess.Popen(
+        command, stdin=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=False
+    )
+    assert process.stdin is not None
+    process.stdin.write(b"y_true,y_pred\n" + b"1,2\n" * 1000)
+    process.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("losskit-stdin-*/stdin")):  # copying, waiting for more
+        assert time.monotonic() < deadline, "the copy never started"
+        time.sleep(0.05)
+    process.send_signal(signum)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signum
+    name = signal.Signals(signum).name
+    assert err.decode().endswith(f"losskit evaluate: terminated ({name})\n")
+    assert list(tmp_path.iterdir()) == []  # the copy is removed (it stayed, 3 GB)

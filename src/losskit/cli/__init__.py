@@ -10,9 +10,12 @@ dependencies (pyarrow, rich, matplotlib; dask and distributed for
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from losskit.cli._deps import CLIError, UsageError
 
@@ -171,10 +174,45 @@ def _one_line(error: BaseException) -> str:
     return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised as an interruption is, so that temporary
+    files (a copy of standard input, an unfinished output) are removed on the
+    way out, as on Ctrl-C."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def _terminable() -> Iterator[None]:
+    """SIGTERM and SIGHUP raise :class:`Terminated` while the command runs
+    (only the main thread can set handlers; elsewhere, as they were)."""
+    names = [name for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {name: signal.signal(getattr(signal, name), _terminate) for name in names}
+    try:
+        yield
+    finally:
+        for name, handler in previous.items():
+            signal.signal(getattr(signal, name), handler)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit status."""
     parser = build_parser()
     arguments = parser.parse_args(argv)
+    with _terminable():
+        return _run(arguments)
+
+
+def _run(arguments: argparse.Namespace) -> int:
     try:
         if arguments.command == "evaluate":
             from losskit.cli import evaluate
@@ -189,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CLIError as error:
         print(f"losskit {arguments.command}: error: {_one_line(error)}", file=sys.stderr)
         return 2 if isinstance(error, UsageError) else 1
+    except Terminated as signalled:
+        name = signal.Signals(signalled.signum).name
+        print(f"losskit {arguments.command}: terminated ({name})", file=sys.stderr)
+        return 128 + signalled.signum
     except KeyboardInterrupt:
         print(f"losskit {arguments.command}: interrupted", file=sys.stderr)
         return 130
