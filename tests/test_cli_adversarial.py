@@ -492,3 +492,30 @@ def test_standard_output_full_or_closed(tmp_path: Path) -> None:
     )
     assert closed.returncode == 1
     assert closed.stderr.endswith("standard output is closed.\n")
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_header_quote_left_open(
+    gzipped: bool,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import gzip
+
+    monkeypatch.setattr(readers, "CSV_HEADER_LIMIT", 1 << 18)
+    text = b'"y_true,y_pred\n' + b"0.5,0.25\n" * 100_000  # 0.9 MB after the open quote
+    path = tmp_path / ("open.csv.gz" if gzipped else "open.csv")
+    path.write_bytes(gzip.compress(text) if gzipped else text)
+    err = one_line_error([str(path)], capsys, 1, "does not end in the first 262,144 bytes")
+    assert len(err) < 300  # the whole file was one column name, quoted in a 110 MB line
+
+
+def test_many_columns_are_listed_briefly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(5000)) + "," + "x" * 1000 + "\n1\n")
+    err = one_line_error([str(path)], capsys, 1, "'c0', 'c1'", "... (5,001 columns)")
+    assert "'c49', ..." in err
+    assert len(err) < 1000

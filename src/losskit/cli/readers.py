@@ -309,7 +309,7 @@ def _unreadable(path: str, kind: str | None, error: BaseException) -> InputError
 def _check_columns(path: str, names: Sequence[str], columns: ColumnSpec) -> None:
     missing = [c for c in columns.needed if c not in names]
     if missing:
-        listed = ", ".join(repr(n) for n in names) or "(none)"
+        listed = _listed(names)
         plural = "s" if len(missing) > 1 else ""
         raise InputError(
             f"{path}: column{plural} {', '.join(repr(m) for m in missing)} not found; "
@@ -321,6 +321,17 @@ def _check_columns(path: str, names: Sequence[str], columns: ColumnSpec) -> None
             f"{path}: several columns are named {', '.join(repr(c) for c in repeated)}; "
             "rename them so that each column to read has one name."
         )
+
+
+LISTED_NAMES = 50
+
+
+def _listed(names: Sequence[str]) -> str:
+    """Column names for a message: the first :data:`LISTED_NAMES`, each cut
+    to 100 characters (a header that was a whole file made a 110 MB line)."""
+    shown = [repr(n if len(n) <= 100 else n[:100] + "...") for n in names[:LISTED_NAMES]]
+    more = f", ... ({len(names):,} columns)" if len(names) > LISTED_NAMES else ""
+    return (", ".join(shown) or "(none)") + more
 
 
 def _piece_rows(batch_rows: int) -> int:
@@ -640,10 +651,14 @@ def _csv_fields_of_any_size() -> Iterator[None]:
 
 def _csv_names(path: str) -> list[str]:
     """The column names: the first record of the file (blank lines before it
-    skipped, as pyarrow skips them)."""
+    skipped, as pyarrow skips them), read from its bytes alone (an unclosed
+    quote made the whole file one name)."""
     pa = require("pyarrow")
-    with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
-        text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
+    size = _csv_header_bytes(path)
+    with pa.input_stream(path) as stream:
+        head = stream.read(size)
+    text = io.StringIO(head.decode("utf-8-sig", errors="replace"), newline="")
+    with _csv_fields_of_any_size():
         return _header(csv.reader(text))
 
 
@@ -654,9 +669,13 @@ def _header(records: Iterator[list[str]]) -> list[str]:
 
 # A field as pyarrow's parser reads it: quoted (a doubled quote inside is a
 # quote; what follows the closing quote up to the next comma is kept), or
-# unquoted, where a quote is text.
-_CSV_FIELD = rb'(?:"(?:[^"]|"")*"[^,\r\n]*|[^,\r\n"][^,\r\n]*|)'
+# unquoted, where a quote is text.  (The quoted part as runs between doubled
+# quotes: a repeat per character took 2 GB over an unclosed quote.)
+_CSV_FIELD = rb'(?:"[^"]*(?:""[^"]*)*"[^,\r\n]*|[^,\r\n"][^,\r\n]*|)'
 _CSV_RECORD = re.compile(_CSV_FIELD + rb"(?:," + _CSV_FIELD + rb")*(?:\r\n|\r|\n)")
+
+
+CSV_HEADER_LIMIT = 1 << 24  # bytes searched for the end of a CSV header
 
 
 def _csv_header_bytes(path: str) -> int:
@@ -667,6 +686,11 @@ def _csv_header_bytes(path: str) -> int:
     pa = require("pyarrow")
     want = 1 << 16
     while True:
+        if want > CSV_HEADER_LIMIT:
+            raise InputError(
+                f"{path}: the header (the first record) does not end in the first "
+                f"{CSV_HEADER_LIMIT:,} bytes; is a quote in it left open?"
+            )
         with pa.input_stream(path) as stream:
             head = stream.read(want)
         bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # as utf-8-sig reads the names
