@@ -519,3 +519,18 @@ def test_many_columns_are_listed_briefly(
     err = one_line_error([str(path)], capsys, 1, "'c0', 'c1'", "... (5,001 columns)")
     assert "'c49', ..." in err
     assert len(err) < 1000
+
+
+@pytest.mark.parametrize("name", ["data.csv", "data.csv.gz", "data.parquet", "data.feather"])
+def test_file_names_that_are_not_utf8(
+    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(make_data(n=40), tmp_path / name)
+    odd = tmp_path / os.fsdecode(b"lat\xe9-" + name.encode())  # Latin-1 bytes in the name
+    try:
+        os.rename(path, odd)
+    except (OSError, UnicodeEncodeError):
+        pytest.skip("this file system takes only UTF-8 names")
+    want = mse([str(tmp_path)], capsys)  # found by the directory walk
+    assert want[0] == 40
+    assert mse([str(odd)], capsys) == want  # "cannot read it: 'utf-8' codec can't encode"

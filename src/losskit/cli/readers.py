@@ -280,6 +280,24 @@ def plan(files: Sequence[str], columns: ColumnSpec, batch_rows: int) -> list[Pie
     return pieces
 
 
+def _source(path: str) -> Any:
+    """``path`` as pyarrow opens it: the name itself, or the file opened by
+    its bytes where the name is not UTF-8 (a POSIX name may hold any bytes;
+    pyarrow takes text names as UTF-8 only, and could not read such files)."""
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return require("pyarrow").OSFile(os.fsencode(path))
+    return path
+
+
+def _input_stream(path: str) -> Any:
+    """A stream of the file's text, decompressed for ``.csv.gz``."""
+    pa = require("pyarrow")
+    compression = "gzip" if path.lower().endswith(".gz") else None
+    return pa.input_stream(pa.OSFile(os.fsencode(path)), compression=compression)
+
+
 def _read_errors() -> tuple[type[BaseException], ...]:
     """What a damaged or malformed file raises while it is read: OS errors,
     bad values, a truncated stream, a broken zip archive or zlib stream, a bad
@@ -340,7 +358,7 @@ def _piece_rows(batch_rows: int) -> int:
 
 def _plan_parquet(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     pq = require("pyarrow.parquet")
-    source = pq.ParquetFile(path, page_checksum_verification=True)
+    source = pq.ParquetFile(_source(path), page_checksum_verification=True)
     metadata = source.metadata
     _check_columns(path, source.schema_arrow.names, columns)
     size, total = os.path.getsize(path), max(metadata.num_rows, 1)
@@ -363,12 +381,12 @@ def _open_ipc(path: str) -> Any:
                 f"{path}: a Feather version 1 file, which cannot be read in batches; "
                 "convert it to Feather version 2 (pyarrow.feather.write_feather) or Parquet."
             )
-    source = pa.OSFile(path)  # not memory-mapped: pages read are not kept resident
+    source = pa.OSFile(os.fsencode(path))  # not memory-mapped: read pages do not stay
     try:
         return pa.ipc.open_file(source)
     except pa.ArrowInvalid:
         source.close()
-        return pa.ipc.open_stream(pa.OSFile(path))
+        return pa.ipc.open_stream(pa.OSFile(os.fsencode(path)))
 
 
 def _plan_arrow(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
@@ -381,7 +399,7 @@ def _plan_arrow(path: str, columns: ColumnSpec, batch_rows: int) -> list[Piece]:
     if not hasattr(reader, "num_record_batches"):  # a stream: read in one go
         return [Piece(path, "arrow", 0, -1, 0, None, size)]
     pa = require("pyarrow")
-    with pa.memory_map(path) as mapped:
+    with pa.memory_map(os.fsencode(path)) as mapped:
         index = pa.ipc.open_file(mapped)
         counts = [index.get_batch(i).num_rows for i in range(index.num_record_batches)]
     total = max(sum(counts), 1)
@@ -577,7 +595,7 @@ def _raw_parquet(
     piece: Piece, columns: ColumnSpec, batch_rows: int
 ) -> Iterator[tuple[dict[str, Any], int]]:
     pq = require("pyarrow.parquet")
-    source = pq.ParquetFile(piece.path, page_checksum_verification=True)
+    source = pq.ParquetFile(_source(piece.path), page_checksum_verification=True)
     rows = max(piece.rows or 1, 1)
     sizes = ((g, source.metadata.row_group(g).num_rows) for g in range(piece.start, piece.stop))
     for groups in _runs(sizes, batch_rows):
@@ -653,9 +671,8 @@ def _csv_names(path: str) -> list[str]:
     """The column names: the first record of the file (blank lines before it
     skipped, as pyarrow skips them), read from its bytes alone (an unclosed
     quote made the whole file one name)."""
-    pa = require("pyarrow")
     size = _csv_header_bytes(path)
-    with pa.input_stream(path) as stream:
+    with _input_stream(path) as stream:
         head = stream.read(size)
     text = io.StringIO(head.decode("utf-8-sig", errors="replace"), newline="")
     with _csv_fields_of_any_size():
@@ -683,7 +700,6 @@ def _csv_header_bytes(path: str) -> int:
     its line end and any blank lines before it (the whole file if it has no
     other): a quoted name may hold line ends, so the header is not always
     the first line."""
-    pa = require("pyarrow")
     want = 1 << 16
     while True:
         if want > CSV_HEADER_LIMIT:
@@ -691,7 +707,7 @@ def _csv_header_bytes(path: str) -> int:
                 f"{path}: the header (the first record) does not end in the first "
                 f"{CSV_HEADER_LIMIT:,} bytes; is a quote in it left open?"
             )
-        with pa.input_stream(path) as stream:
+        with _input_stream(path) as stream:
             head = stream.read(want)
         bom = 3 if head.startswith(b"\xef\xbb\xbf") else 0  # as utf-8-sig reads the names
         start = len(head) - len(head[bom:].lstrip(b"\r\n"))
@@ -756,7 +772,7 @@ def _streamed_csv(
     read = pcsv.ReadOptions(block_size=block_size, column_names=names)
     parse = pcsv.ParseOptions(newlines_in_values=True)
     compressed = _compressed(piece)
-    with pa.input_stream(piece.path) if compressed else pa.OSFile(piece.path) as stream:
+    with _input_stream(piece.path) if compressed else pa.OSFile(os.fsencode(piece.path)) as stream:
         if compressed:
             stream.read(offset)
         else:
@@ -899,11 +915,10 @@ def _locate_csv_problem(path: str, columns: ColumnSpec, nan_policy: str = "raise
     number): every non-numeric value, wrong number of fields and (unless
     ``nan_policy`` is ``"omit"``) missing value, the first few of them
     shown, with the total."""
-    pa = require("pyarrow")
     nulls = _csv_nulls()
     problems: list[str] = []
     count = 0
-    with _csv_fields_of_any_size(), pa.input_stream(path) as stream:
+    with _csv_fields_of_any_size(), _input_stream(path) as stream:
         text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="replace", newline="")
         reader = csv.reader(text)
         header = _header(reader)
