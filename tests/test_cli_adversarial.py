@@ -534,3 +534,16 @@ def test_file_names_that_are_not_utf8(
     want = mse([str(tmp_path)], capsys)  # found by the directory walk
     assert want[0] == 40
     assert mse([str(odd)], capsys) == want  # "cannot read it: 'utf-8' codec can't encode"
+
+
+@pytest.mark.parametrize("end", [b"\r", b"\r\n", b"\n"])
+def test_csv_chunks_with_any_line_end(
+    end: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(readers, "CSV_CHUNK_BYTES", 64)
+    rows = [b"y_true,y_pred"] + [f"{i},{i + 2}".encode() for i in range(500)]
+    path = tmp_path / "ends.csv"
+    path.write_bytes(end.join(rows) + end)
+    chunks = list(readers._line_chunks(str(path), 64, start=len(rows[0] + end)))
+    assert max(len(c) for c in chunks) < 200  # CR alone: one chunk of the whole file
+    assert mse([str(path)], capsys) == (500, 4.0)

@@ -849,7 +849,9 @@ def _line_chunks(path: str, size: int, start: int = 0) -> Iterator[bytes | memor
             if len(block) < want:  # the end of the file
                 yield block
                 return
-            cut = block.rfind(b"\n") + 1
+            # (a file with CR line ends alone, as classic Mac OS wrote, has no
+            # LF: it was one chunk, its memory growing with the file)
+            cut = (block.rfind(b"\n") + 1) or (block.rfind(b"\r") + 1)
             if cut == 0:  # one line longer than a block: that line again, read whole
                 file.seek(-len(block), os.SEEK_CUR)
                 want *= 2
