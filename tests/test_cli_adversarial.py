@@ -547,3 +547,24 @@ def test_csv_chunks_with_any_line_end(
     chunks = list(readers._line_chunks(str(path), 64, start=len(rows[0] + end)))
     assert max(len(c) for c in chunks) < 200  # CR alone: one chunk of the whole file
     assert mse([str(path)], capsys) == (500, 4.0)
+
+
+@pytest.mark.parametrize("extra_groups", [0, 12])  # a column per group; a line per group
+def test_table_labels_that_would_be_taken_for_others(
+    extra_groups: int, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = ["0,1,all", "0,3, ", "0,4,x"] + [f"0,1,k{i}" for i in range(extra_groups)]
+    path = tmp_path / "labels.csv"
+    path.write_text("y_true,y_pred,g\n" + "\n".join(lines) + "\n")
+    code, out, err = run([str(path), "--group-by", "g", "--loss", "mse"], capsys)
+    assert code == 0, err
+    assert '"all"' in out  # a group named all: not the column of all rows
+    assert '" "' in out  # a blank label: not an empty cell
+    assert " x " in out or "\nx " in out
+
+
+def test_long_labels_are_cut_in_the_plot() -> None:
+    from losskit.cli import plot
+
+    assert plot._literal("x" * 200_000) == "x" * 37 + "..."  # drawn whole: 24 s
+    assert plot._literal("short") == "short"

@@ -470,8 +470,13 @@ def _render_table(report: dict[str, Any]) -> str:
 
 def _one_line_label(text: str) -> str:
     """``text``, or as a JSON string where it has a control character (a line
-    break, an escape sequence that would clear the screen)."""
-    return json.dumps(text) if re.search(_CONTROL, text) else text
+    break, an escape sequence that would clear the screen) or would be taken
+    for something else: blank, or ``all`` (the column of all rows)."""
+    return json.dumps(text) if _quoted_in_tables(text) else text
+
+
+def _quoted_in_tables(text: str) -> bool:
+    return bool(re.search(_CONTROL, text)) or not text.strip() or text == "all"
 
 
 def _table_notes(report: dict[str, Any]) -> list[str]:
@@ -521,12 +526,13 @@ def _table_labels(groups: GroupColumns) -> Any:
     pa, pc = require("pyarrow"), require("pyarrow.compute")
     labels = groups.labels if not isinstance(groups.labels, list) else pa.array(groups.labels)
     labels = labels.cast(pa.string())
-    if not pc.any(pc.match_substring_regex(labels, _CONTROL)).as_py():
-        return labels
-    return pa.array(
-        [json.dumps(text) if re.search(_CONTROL, text) else text for text in labels.to_pylist()],
-        pa.string(),
+    odd = pc.or_(
+        pc.match_substring_regex(labels, _CONTROL),
+        pc.match_substring_regex(labels, r"^(\s*|all)$"),
     )
+    if not pc.any(odd).as_py():
+        return labels
+    return pa.array([_one_line_label(text) for text in labels.to_pylist()], pa.string())
 
 
 _CONTROL = "[\x00-\x1f\x7f]"

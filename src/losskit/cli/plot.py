@@ -209,7 +209,12 @@ def _literal(text: str) -> str:
     table shows it."""
     if re.search("[\x00-\x1f\x7f]", text):
         text = json.dumps(text)
+    if len(text) > PLOTTED_LABEL:  # (a label of 2*10^5 characters took 24 s to draw)
+        text = text[: PLOTTED_LABEL - 3] + "..."
     return text.replace("$", r"\$")
+
+
+PLOTTED_LABEL = 40  # characters of a label drawn
 
 
 def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> None:
