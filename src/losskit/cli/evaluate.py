@@ -639,21 +639,21 @@ def run(
     with contextlib.ExitStack() as stack:
         example = not options.paths
         paths = options.paths or [str(stack.enter_context(example_path()))]
-        if standard_input.STDIN_PATH in paths:
-            parse_losses(options.loss)  # a bad --loss fails before stdin is copied
-            redirected = standard_input.identity()  # stdin as a file (< data.csv)
-            check_not_an_input(options.output, [], redirected)
-            named = [p for p in paths if p != standard_input.STDIN_PATH]
-            if redirected and redirected in readers.file_identities(named):
-                return _run(options, named, example, on_piece_start, columnar)  # read once
-            copy = stack.enter_context(standard_input.spooled())
-            paths = [copy if p == standard_input.STDIN_PATH else p for p in paths]
-            try:
-                return _run(options, paths, example, on_piece_start, columnar, copy)
-            except CLIError as error:
-                error.args = (standard_input.renamed(str(error), copy),)
-                raise
-        return _run(options, paths, example, on_piece_start, columnar)
+        if standard_input.STDIN_PATH not in paths:
+            return _run(options, paths, example, on_piece_start, columnar)
+        parse_losses(options.loss)  # a bad --loss fails before stdin is copied
+        redirected = standard_input.identity()  # stdin as a file (< data.csv)
+        check_not_an_input(options.output, [], redirected)
+        named = [p for p in paths if p != standard_input.STDIN_PATH]
+        if redirected and redirected in readers.file_identities(named):
+            return _run(options, named, example, on_piece_start, columnar)  # read once
+        copy = stack.enter_context(standard_input.spooled())
+        paths = [copy if p == standard_input.STDIN_PATH else p for p in paths]
+        try:
+            return _run(options, paths, example, on_piece_start, columnar, copy)
+        except CLIError as error:
+            error.args = (standard_input.renamed(str(error), copy),)
+            raise
 
 
 def _run(
