@@ -568,3 +568,19 @@ def test_long_labels_are_cut_in_the_plot() -> None:
 
     assert plot._literal("x" * 200_000) == "x" * 37 + "..."  # drawn whole: 24 s
     assert plot._literal("short") == "short"
+
+
+def test_text_numbers_in_parquet_read_as_in_csv(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    texts = pa.array([" 2", "1", "NA", "", " 3 "])  # CSV reads " 2" and takes NA, "" as missing
+    pq.write_table(pa.table({"y_true": texts, "y_pred": [1.0] * 5}), tmp_path / "t.parquet")
+    err = one_line_error(
+        [str(tmp_path / "t.parquet")], capsys, 1, "row 3: column 'y_true' is missing"
+    )
+    assert "non-numeric" not in err
+    rows, value = mse([str(tmp_path / "t.parquet"), "--nan-policy", "omit"], capsys)
+    assert (rows, value) == (3, pytest.approx(5 / 3, rel=1e-15))

@@ -1191,6 +1191,11 @@ def _numeric_arrow(data: Any, name: str, path: str, first_row: int) -> np.ndarra
         values = pc.cast(data, pa.float64(), safe=False) if kind != pa.float64() else data
         return _to_numpy(values, np.float64)
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+        # As a CSV file's text is read: surrounding blanks ignored, and the
+        # missing-value words ("", NA, nan, null, ...) missing.
+        data = pc.utf8_trim_whitespace(data)
+        missing = pc.is_in(data, value_set=pa.array(sorted(_csv_nulls())))
+        data = pc.if_else(missing, pa.scalar(None, data.type), data)
         try:
             return _to_numpy(pc.cast(data, pa.float64()), np.float64)
         except pa.ArrowInvalid:
