@@ -483,13 +483,10 @@ def test_standard_output_full_or_closed(tmp_path: Path) -> None:
         "No space left on device.\n"
     )
     assert "Traceback" not in result.stderr
-    closed = subprocess.run(
-        command,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: os.close(1),
-    )
+    # standard output closed by the shell (a preexec_fn would fork this
+    # multithreaded process)
+    shell = ["sh", "-c", 'exec "$0" "$@" >&-', *command]
+    closed = subprocess.run(shell, stderr=subprocess.PIPE, text=True, check=False)
     assert closed.returncode == 1
     assert closed.stderr.endswith("standard output is closed.\n")
 

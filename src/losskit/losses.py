@@ -227,9 +227,11 @@ class Loss:
 
 
 # Eager JAX calls of built-in losses run as one jax.jit-compiled function,
-# cached per loss object and epsilon (read at call time) and retraced by JAX
-# per shape and dtype: one dispatch instead of one per array operation.
-_JAX_COMPILED: weakref.WeakKeyDictionary[Loss, dict[float, Callable[..., Any]]] = (
+# cached per loss object, epsilon (read at call time) and the object's
+# attributes (a user may set ``loss.reduction`` between calls: the function
+# compiled for the old one kept computing it), and retraced by JAX per shape
+# and dtype: one dispatch instead of one per array operation.
+_JAX_COMPILED: weakref.WeakKeyDictionary[Loss, dict[Any, Callable[..., Any]]] = (
     weakref.WeakKeyDictionary()
 )
 
@@ -256,7 +258,8 @@ def _jit_argument(x: Any) -> bool:
 def _compiled_for_jax(loss: Loss) -> Callable[..., Any]:
     jax = sys.modules["jax"]
     by_epsilon = _JAX_COMPILED.setdefault(loss, {})
-    epsilon = _config.epsilon()
+    state = repr({k: v for k, v in vars(loss).items() if k != "name"})  # 2 us
+    epsilon = (_config.epsilon(), state)
     compiled = by_epsilon.get(epsilon)
     if compiled is None:
         owner = weakref.ref(loss)  # the cache must not keep the loss alive

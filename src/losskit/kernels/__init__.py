@@ -377,6 +377,8 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
     if plan.labels:
         if t.dtype.kind not in "iuf":
             return None
+        if y_pred.shape[-1] == 1 and t.ndim == y_pred.ndim - 1:
+            return None  # Keras squeezes such a y_pred first, then rejects the shapes
         if t.ndim == y_pred.ndim and t.shape[-1] == 1:
             t = t.reshape(t.shape[:-1])
         if t.shape != y_pred.shape[:-1]:

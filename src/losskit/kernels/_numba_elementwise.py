@@ -408,6 +408,16 @@ def power_any(m, gamma, like):  # type: ignore[no-untyped-def]
 
 
 @inlined
+def class_weight(t, d, e, like):  # type: ignore[no-untyped-def]
+    """``t d + (1 - t) e``; exactly 1 without class balancing (d = e = 1),
+    as the reference applies no weight there (for a label of 2^25 in
+    float32, t + (1 - t) rounds to 0, which dropped the row)."""
+    if d == 1.0 and e == 1.0:
+        return cast_as(1.0, like)
+    return t * cast_as(d, like) + (cast_as(1.0, like) - t) * cast_as(e, like)
+
+
+@inlined
 def binary_focal(t, p, a, b, c, d, e, power):  # type: ignore[no-untyped-def]
     # w (1 - p_t)^gamma bce with p_t = t p + (1 - t) (1 - p) (unclipped p,
     # as in the reference; the crossentropy clips p to [eps, 1 - eps])
@@ -418,7 +428,7 @@ def binary_focal(t, p, a, b, c, d, e, power):  # type: ignore[no-untyped-def]
     # t / p - (1 - t) / (1 - p) over one denominator: one division, not two
     d_bce = (p_clipped - t) / (p_clipped * (one - p_clipped)) * cast_as(dp, p)
     focal, d_focal = power(one - (t * p + (one - t) * (one - p)), c, p)
-    weight = t * cast_as(d, p) + (one - t) * cast_as(e, p)
+    weight = class_weight(t, d, e, p)
     return weight * focal * bce, weight * (d_focal * (one - (t + t)) * bce + focal * d_bce)
 
 
@@ -440,7 +450,7 @@ def binary_focal_from_logits(t, x, a, b, c, d, e, power):  # type: ignore[no-unt
     bce = t * softplus_neg + (one - t) * softplus_pos
     focal, d_focal = power(t * sigmoid_neg + (one - t) * sigmoid_pos, c, x)
     d_miss = (one - (t + t)) * sigmoid_pos * sigmoid_neg
-    weight = t * cast_as(d, x) + (one - t) * cast_as(e, x)
+    weight = class_weight(t, d, e, x)
     return weight * focal * bce, weight * (d_focal * d_miss * bce + focal * (sigmoid_pos - t))
 
 

@@ -169,8 +169,11 @@ def categorical_hinge_forward_backward(t, p, w, w_step, a, b, scale, grad):  # t
 
 @inlined
 def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
-    """``logsumexp(p[i])`` and the sum of the row (inf or NaN iff the row holds
-    them, or overflows: a :func:`finite_guard` argument)."""
+    """``logsumexp(p[i])`` as (the row's largest value, the log of the sum of
+    exp(p - largest)), for log-softmax as ``(p - largest) - log_total``: the
+    sum of the two first lost the small term to rounding where the logits
+    are large (1e15 in float64), and the sum of the row (inf or NaN iff the
+    row holds them, or overflows: a :func:`finite_guard` argument)."""
     largest = -math.inf
     for j in range(p.shape[1]):
         largest = max(largest, p[i, j])
@@ -179,13 +182,25 @@ def _log_sum_exp(p, i):  # type: ignore[no-untyped-def]
     for j in range(p.shape[1]):
         total += exp_as(p[i, j] - largest, p[i, j])
         check += p[i, j]
-    return largest + log_as(total, p[i, 0]), check
+    return largest, log_as(total, p[i, 0]), check
+
+
+# fast-math off but for contract, set explicitly (without flags, Numba
+# compiles it with its fast-math caller's)
+@njit(error_model="numpy", fastmath={"contract"})
+def _log_softmax(x, largest, log_total):  # type: ignore[no-untyped-def]
+    """``log softmax`` of ``x``, as ``(x - largest) - log_total``.  Without
+    ``reassoc``: in the kernels' fast-math, LLVM regrouped it as
+    ``x - (largest + log_total)``, hoisting the sum out of the loop, which
+    lost the small terms where the logits are large (1e15 in float64)."""
+    return (x - largest) - log_total
 
 
 @inlined
 def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
     """Write ``softmax(p[i])`` into ``out[i]`` (one exp per element) and return
-    ``logsumexp(p[i])`` and the sum of the row (see :func:`_log_sum_exp`)."""
+    ``logsumexp(p[i])`` in two parts and the sum of the row (see
+    :func:`_log_sum_exp`)."""
     largest = p[i, 0]
     for j in range(1, p.shape[1]):
         largest = max(largest, p[i, j])
@@ -199,7 +214,7 @@ def _softmax_into(p, i, out):  # type: ignore[no-untyped-def]
     inverse = 1.0 / total
     for j in range(p.shape[1]):
         out[i, j] *= inverse
-    return largest + log_as(total, p[i, 0]), check
+    return largest, log_as(total, p[i, 0]), check
 
 
 @inlined
@@ -256,10 +271,10 @@ def categorical_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untype
     classes = p.shape[1]
     total = 0.0
     for i in prange(p.shape[0]):
-        lse, _ = _log_sum_exp(p, i)
+        largest, log_total, _ = _log_sum_exp(p, i)
         row = 0.0
         for j in range(classes):
-            row -= (t[i, j] * (1.0 - b) + b / classes) * (p[i, j] - lse)
+            row -= (t[i, j] * (1.0 - b) + b / classes) * _log_softmax(p[i, j], largest, log_total)
         total += w[i * w_step] * (row + _row_guard(t, p, i))
     return total
 
@@ -270,12 +285,12 @@ def categorical_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # 
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
-        lse, _ = _softmax_into(p, i, grad)
+        largest, log_total, _ = _softmax_into(p, i, grad)
         row = 0.0
         target_sum = 0.0
         for j in range(classes):
             target = t[i, j] * (1.0 - b) + b / classes
-            row -= target * (p[i, j] - lse)
+            row -= target * _log_softmax(p[i, j], largest, log_total)
             target_sum += target
         total += weight * (row + _row_guard(t, p, i))
         factor = scale * weight
@@ -343,10 +358,10 @@ def sparse_logits_forward(t, p, w, w_step, a, b):  # type: ignore[no-untyped-def
     total = 0.0
     for i in prange(p.shape[0]):
         label, valid = _label(t, i, p.shape[1])
-        lse, check = _log_sum_exp(p, i)
+        largest, log_total, check = _log_sum_exp(p, i)
         total += finite_guard(check + t[i])
         if valid:
-            total += w[i * w_step] * (lse - p[i, label])
+            total += w[i * w_step] * -_log_softmax(p[i, label], largest, log_total)
     return total
 
 
@@ -361,8 +376,9 @@ def sparse_logits_forward_backward(t, p, w, w_step, a, b, scale, grad):  # type:
                 grad[i, j] = 0.0
             continue
         weight = w[i * w_step]
-        lse, check = _softmax_into(p, i, grad)
-        total += weight * (lse - p[i, label]) + finite_guard(check + t[i])
+        largest, log_total, check = _softmax_into(p, i, grad)
+        loss = -_log_softmax(p[i, label], largest, log_total)
+        total += weight * loss + finite_guard(check + t[i])
         factor = scale * weight
         for j in range(p.shape[1]):
             grad[i, j] *= factor
@@ -491,10 +507,10 @@ def _categorical_focal_logits_forward(t, p, w, w_step, a, b, c, d, power):  # ty
     high = cast_as(1.0 - a, a)
     total = 0.0
     for i in prange(p.shape[0]):
-        lse, _ = _log_sum_exp(p, i)
+        largest, log_total, _ = _log_sum_exp(p, i)
         row = 0.0
         for j in range(classes):
-            log_s = p[i, j] - lse
+            log_s = _log_softmax(p[i, j], largest, log_total)
             q, _ = clip(exp_as(log_s, p[i, j]), a, high)
             focal, _ = power(1.0 - q, c, p[i, 0])
             row -= (t[i, j] * (1.0 - b) + b / classes) * focal * log_s
@@ -523,12 +539,12 @@ def _categorical_focal_logits_forward_backward(t, p, w, w_step, a, b, c, d, scal
     total = 0.0
     for i in prange(p.shape[0]):
         weight = w[i * w_step]
-        lse, _ = _softmax_into(p, i, grad)
+        largest, log_total, _ = _softmax_into(p, i, grad)
         row = 0.0
         v_sum = 0.0
         for j in range(classes):
             s = grad[i, j]
-            log_s = p[i, j] - lse
+            log_s = _log_softmax(p[i, j], largest, log_total)
             q, inside = clip(s, a, high)
             target = t[i, j] * (1.0 - b) + b / classes
             focal, d_focal = power(1.0 - q, c, p[i, 0])
@@ -539,7 +555,7 @@ def _categorical_focal_logits_forward_backward(t, p, w, w_step, a, b, c, d, scal
         total += weight * (d * row + _row_guard(t, p, i))
         factor = scale * weight
         for j in range(classes):
-            s = exp_as(p[i, j] - lse, p[i, j])
+            s = exp_as(_log_softmax(p[i, j], largest, log_total), p[i, j])
             grad[i, j] = factor * (grad[i, j] - s * v_sum)
             total += finite_guard(grad[i, j])
     return total

@@ -308,6 +308,8 @@ def _true_ok(y_true: Any, y_pred: Any, layout: str) -> Any:
         shape = tuple(y_pred.shape[:-1])
         if tuple(y_true.shape) not in (shape, (*shape, 1)):
             return None
+        if y_pred.shape[-1] == 1 and y_true.ndim == y_pred.ndim - 1:
+            return None  # Keras squeezes such a y_pred first, then rejects the shapes
         return y_true.reshape(-1)
     if tuple(y_true.shape) != tuple(y_pred.shape) or y_true.requires_grad:
         return None

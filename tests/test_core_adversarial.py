@@ -1,0 +1,89 @@
+"""The losses against inputs an adversary would try (found at stop 20): a
+reduction changed between eager JAX calls, logits far from zero, labels of
+2^25 in binary focal crossentropy and a shape Keras rejects, each on the
+fast paths (fused kernels from 2^15 elements) as on the reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import losskit
+from losskit import kernels
+
+jnp = pytest.importorskip("jax.numpy")
+torch = pytest.importorskip("torch")
+
+BIG = 2 * kernels.MIN_ELEMENTS  # elements: the fused kernels take the call
+
+
+def reference(loss: losskit.Loss, *args: object) -> np.ndarray:
+    with losskit.prefer_backend("reference"):
+        return np.asarray(loss(*args))
+
+
+def test_reduction_set_between_eager_jax_calls() -> None:
+    y_true = jnp.array([[0.0, 1.0], [1.0, 1.0]])
+    y_pred = jnp.array([[0.5, 0.5], [0.2, 0.9]])
+    loss = losskit.MeanSquaredError()
+    assert float(loss(y_true, y_pred)) == pytest.approx(0.2875)
+    loss.reduction = "sum"  # the function compiled on the first call kept the old one
+    assert float(loss(y_true, y_pred)) == pytest.approx(0.575)
+    loss.reduction = None
+    np.testing.assert_allclose(loss(y_true, y_pred), [0.25, 0.325], rtol=1e-6)
+    huber = losskit.Huber()
+    first = float(huber(y_true, 5 * y_pred))
+    huber._fn_kwargs["delta"] = 0.1
+    assert float(huber(y_true, 5 * y_pred)) != first
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: losskit.CategoricalCrossentropy(from_logits=True, dtype="float64"),
+        lambda: losskit.SparseCategoricalCrossentropy(from_logits=True, dtype="float64"),
+        lambda: losskit.CategoricalFocalCrossentropy(from_logits=True, dtype="float64"),
+    ],
+)
+def test_logits_far_from_zero(make: object) -> None:
+    loss = make()  # type: ignore[operator]
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((BIG // 4, 4)) + 1e15  # a spacing of 0.125 there
+    labels = np.arange(BIG // 4) % 4
+    y_true = labels.astype("f8") if "sparse" in loss.name else np.eye(4)[labels]
+    want = reference(loss, y_true, logits)
+    # as x - (max + log sum): 1.7235 against 1.7244
+    np.testing.assert_allclose(loss(y_true, logits), want, rtol=1e-12)
+    tensor = torch.tensor(logits, requires_grad=True)
+    loss(torch.tensor(y_true), tensor).backward()
+    mirror = torch.tensor(logits, requires_grad=True)
+    with losskit.prefer_backend("reference"):
+        loss(torch.tensor(y_true), mirror).backward()
+    np.testing.assert_allclose(tensor.grad, mirror.grad, rtol=1e-9, atol=1e-18)
+
+
+def test_a_row_of_equal_huge_float32_logits() -> None:
+    logits = np.zeros((BIG // 8, 8), "f4")
+    logits[0] = 1e20  # its loss is log 8, which x - (max + log 8) rounded to 0
+    y_true = np.eye(8, dtype="f4")[np.arange(BIG // 8) % 8]
+    loss = losskit.CategoricalCrossentropy(from_logits=True)
+    np.testing.assert_allclose(loss(y_true, logits), reference(loss, y_true, logits), rtol=1e-6)
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+def test_binary_focal_with_a_label_of_two_to_the_25(from_logits: bool) -> None:
+    y_true = (np.arange(BIG) % 2).astype("f4").reshape(-1, 1)
+    y_true[0, 0] = 2.0**25  # t + (1 - t) rounds to 0 in float32: the row was dropped
+    y_pred = np.full((BIG, 1), 0.3, "f4")
+    loss = losskit.BinaryFocalCrossentropy(from_logits=from_logits)
+    np.testing.assert_allclose(loss(y_true, y_pred), reference(loss, y_true, y_pred), rtol=1e-5)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_sparse_labels_keras_rejects_at_any_size(library: str) -> None:
+    y_true, y_pred = np.zeros((BIG // 2, 2), "f4"), np.full((BIG // 2, 2, 1), 0.7, "f4")
+    if library == "torch":
+        y_true, y_pred = torch.tensor(y_true), torch.tensor(y_pred)  # type: ignore[assignment]
+    # Keras squeezes y_pred to (N, 2) and rejects the shapes; the kernels took them
+    with pytest.raises(ValueError, match="must have the shape of `y_pred` without its class"):
+        losskit.SparseCategoricalCrossentropy()(y_true, y_pred)
