@@ -81,14 +81,14 @@ def test_header_bytes_at_any_chunk_size(
 def test_header_length(text: bytes, length: int, tmp_path: Path) -> None:
     path = tmp_path / "h.csv"
     path.write_bytes(text)
-    assert readers._csv_header_bytes(str(path)) == length
+    assert readers._csv_header(str(path))[1] == length
 
 
 def test_header_longer_than_the_first_read(tmp_path: Path) -> None:
     names = ",".join(f'"column {i}\nsecond line"' for i in range(20_000))
     path = tmp_path / "wide.csv"
     path.write_text(names + "\n" + ",".join("1" * 20_000) + "\n")
-    assert readers._csv_header_bytes(str(path)) == len(names) + 1
+    assert readers._csv_header(str(path))[1] == len(names) + 1
 
 
 # -- each file once ---------------------------------------------------------------------

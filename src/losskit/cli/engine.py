@@ -384,6 +384,9 @@ def run_local(plan: Plan, jobs: int = 1, progress: Progress | None = None) -> Wo
 
 
 MISSING_LABEL = "null"
+CONTROL_CHARACTERS = "[\x00-\x1f\x7f]"
+"""A label holding one (a line break, an escape sequence) is shown as a JSON
+string in the table and the plot, so that it stays on its line."""
 
 
 def group_label(key: Hashable) -> str:

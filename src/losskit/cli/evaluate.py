@@ -32,6 +32,7 @@ import numpy as np
 from losskit.cli import domains, readers, standard_input
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import (
+    CONTROL_CHARACTERS,
     Plan,
     Work,
     group_labels,
@@ -476,7 +477,7 @@ def _one_line_label(text: str) -> str:
 
 
 def _quoted_in_tables(text: str) -> bool:
-    return bool(re.search(_CONTROL, text)) or not text.strip() or text == "all"
+    return bool(re.search(CONTROL_CHARACTERS, text)) or not text.strip() or text == "all"
 
 
 def _table_notes(report: dict[str, Any]) -> list[str]:
@@ -527,15 +528,12 @@ def _table_labels(groups: GroupColumns) -> Any:
     labels = groups.labels if not isinstance(groups.labels, list) else pa.array(groups.labels)
     labels = labels.cast(pa.string())
     odd = pc.or_(
-        pc.match_substring_regex(labels, _CONTROL),
+        pc.match_substring_regex(labels, CONTROL_CHARACTERS),
         pc.match_substring_regex(labels, r"^(\s*|all)$"),
     )
     if not pc.any(odd).as_py():
         return labels
     return pa.array([_one_line_label(text) for text in labels.to_pylist()], pa.string())
-
-
-_CONTROL = "[\x00-\x1f\x7f]"
 
 
 def _plain_table(report: dict[str, Any], groups: dict[str, Any], notes: list[str]) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from losskit.cli._deps import CLIError, require
-from losskit.cli.engine import group_labels
+from losskit.cli.engine import CONTROL_CHARACTERS, group_labels
 from losskit.cli.histogram import HISTOGRAM_GROUPS, ResidualHistogram, quantile_limits
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
@@ -207,7 +207,7 @@ def _literal(text: str) -> str:
     signs as mathematics (``$x^$`` raised, ``$5 or $6`` was typeset); with a
     control character (a line break, an escape), as a JSON string, as the
     table shows it."""
-    if re.search("[\x00-\x1f\x7f]", text):
+    if re.search(CONTROL_CHARACTERS, text):
         text = json.dumps(text)
     if len(text) > PLOTTED_LABEL:  # (a label of 2*10^5 characters took 24 s to draw)
         text = text[: PLOTTED_LABEL - 3] + "..."

@@ -668,15 +668,8 @@ def _csv_fields_of_any_size() -> Iterator[None]:
 
 
 def _csv_names(path: str) -> list[str]:
-    """The column names: the first record of the file (blank lines before it
-    skipped, as pyarrow skips them), read from its bytes alone (an unclosed
-    quote made the whole file one name)."""
-    size = _csv_header_bytes(path)
-    with _input_stream(path) as stream:
-        head = stream.read(size)
-    text = io.StringIO(head.decode("utf-8-sig", errors="replace"), newline="")
-    with _csv_fields_of_any_size():
-        return _header(csv.reader(text))
+    """The column names: the first record of the file (see :func:`_csv_header`)."""
+    return _csv_header(path)[0]
 
 
 def _header(records: Iterator[list[str]]) -> list[str]:
@@ -695,11 +688,13 @@ _CSV_RECORD = re.compile(_CSV_FIELD + rb"(?:," + _CSV_FIELD + rb")*(?:\r\n|\r|\n
 CSV_HEADER_LIMIT = 1 << 24  # bytes searched for the end of a CSV header
 
 
-def _csv_header_bytes(path: str) -> int:
-    """The length in bytes (decompressed) of a CSV file's first record, with
-    its line end and any blank lines before it (the whole file if it has no
-    other): a quoted name may hold line ends, so the header is not always
-    the first line."""
+def _csv_header(path: str) -> tuple[list[str], int]:
+    """The column names, the first record of a CSV file after any blank lines
+    (pyarrow skips them), and its length in bytes (decompressed), line end
+    and blank lines included (the whole file if it has no other record).  A
+    quoted name may hold line ends, so the header is not always the first
+    line; the names are parsed from the record's bytes alone (an unclosed
+    quote made the whole file one name)."""
     want = 1 << 16
     while True:
         if want > CSV_HEADER_LIMIT:
@@ -715,7 +710,10 @@ def _csv_header_bytes(path: str) -> int:
         if (record and record.end() < len(head)) or len(head) < want:
             # (a record ending at the buffer's end may be a CR whose LF
             # is beyond it: read on, unless the file ends there)
-            return record.end() if record else len(head)
+            size = record.end() if record else len(head)
+            text = io.StringIO(head[:size].decode("utf-8-sig", errors="replace"), newline="")
+            with _csv_fields_of_any_size():
+                return _header(csv.reader(text)), size
         want *= 4
 
 
@@ -735,8 +733,7 @@ def _raw_csv(
     )
     try:
         if _compressed(piece):
-            header = _csv_header_bytes(piece.path)
-            names = _csv_names(piece.path)
+            names, header = _csv_header(piece.path)
             yield from _streamed_csv(piece, columns, batch_rows, convert, header, names)
         else:
             yield from _chunked_csv(piece, columns, batch_rows, convert)
@@ -812,10 +809,9 @@ def _chunked_csv(
     its own, or an error, depending on the chunk size)."""
     pa = require("pyarrow")
     pcsv = require("pyarrow.csv")
-    names = _csv_names(piece.path)
     # The chunks start after the header (a quoted name may hold a line end,
     # and pyarrow's skip_rows skips lines, not records).
-    offset = _csv_header_bytes(piece.path)
+    names, offset = _csv_header(piece.path)
     for chunk in _line_chunks(piece.path, CSV_CHUNK_BYTES, start=offset):
         if _has_quote(chunk):
             yield from _streamed_csv(piece, columns, batch_rows, convert, offset, names)
@@ -861,11 +857,10 @@ def _line_chunks(path: str, size: int, start: int = 0) -> Iterator[bytes | memor
             yield memoryview(block)[:cut]
 
 
-def _has_quote(piece: bytes | memoryview, start: int = 0) -> bool:
-    """Whether a piece of :func:`_line_chunks` holds a quote from ``start``
-    on (a memoryview there is the start of its block, searched without a
-    copy)."""
-    return _block_of(piece).find(b'"', start, len(piece)) != -1
+def _has_quote(piece: bytes | memoryview) -> bool:
+    """Whether a piece of :func:`_line_chunks` holds a quote (a memoryview
+    there is the start of its block, searched without a copy)."""
+    return _block_of(piece).find(b'"', 0, len(piece)) != -1
 
 
 def _block_of(piece: bytes | memoryview) -> bytes:
