@@ -165,12 +165,17 @@ def file_identities(paths: Sequence[str]) -> set[tuple[int, int]]:
         files = find_files(paths) if paths else []
     except CLIError:
         return set()
-    identities = set()
-    for path in files:
-        with contextlib.suppress(OSError):
-            status = os.stat(path)
-            identities.add((status.st_dev, status.st_ino))
-    return identities
+    return {identity for identity in map(_identity, files) if identity is not None}
+
+
+def _identity(path: str) -> tuple[int, int] | None:
+    """The file's device and inode (the same for every spelling of it), or
+    None where it cannot be read."""
+    try:
+        status = os.stat(path)
+    except OSError:
+        return None
+    return status.st_dev, status.st_ino
 
 
 def _distinct_files(paths: list[str]) -> list[str]:
@@ -180,12 +185,9 @@ def _distinct_files(paths: list[str]) -> list[str]:
     twice."""
     seen: dict[tuple[int, int], str] = {}
     for path in paths:
-        try:
-            status = os.stat(path)
-        except OSError:
-            seen[(-1, len(seen))] = path  # reading it will say what is wrong
-            continue
-        seen.setdefault((status.st_dev, status.st_ino), path)
+        identity = _identity(path)
+        # (a file that cannot be read is kept: reading it will say why)
+        seen.setdefault((-1, len(seen)) if identity is None else identity, path)
     return list(seen.values())
 
 
