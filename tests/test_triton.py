@@ -514,6 +514,28 @@ def test_edge_values(name: str, factory: Any, make: Make) -> None:
         torch.testing.assert_close(g1, g2, rtol=1e-4, atol=1e-6, equal_nan=True)
 
 
+@pytest.mark.parametrize("class_block", [4, 16], ids=["chunked", "one-chunk"])
+@pytest.mark.parametrize("offset", [1e6, 1e20])
+def test_crossentropy_from_logits_far_from_zero(class_block: int, offset: float) -> None:
+    """Soft-target crossentropy from logits near 1e6 (a float32 spacing of
+    0.0625) and a row of equal logits at 1e20 (its loss is log C): written as
+    sum(s) * (max + log total) - sum(s * x), the loss lost up to 0.03 near 1e6
+    and all of log C at 1e20."""
+    g = torch.Generator().manual_seed(3)
+    y_true, logits = soft_logits(g)
+    logits = (logits + offset).to(torch.float32).to(DEVICE)
+    if offset > 1e10:
+        logits[0] = offset
+    y_true = y_true.to(torch.float32).to(DEVICE)
+    loss = losskit.CategoricalCrossentropy(from_logits=True, reduction=None)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gpu, "CLASS_BLOCK", class_block)
+        fused = run(loss, y_true, logits, None, fused=True)
+    reference = run(loss, y_true, logits, None, fused=False)
+    torch.testing.assert_close(fused[0], reference[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(fused[1], reference[1], rtol=1e-5, atol=1e-6)
+
+
 def test_non_finite_hands_back_to_reference() -> None:
     loss = losskit.MeanSquaredError()
     y_pred = torch.ones(4, 3, device=DEVICE)

@@ -352,12 +352,14 @@ def row_kernel(  # type: ignore[no-untyped-def]
         valid = keep & (label >= 0) & (label < n_classes)
 
     if LOSS == 0 or LOSS == 2:
-        # Logits: online logsumexp; loss = sum(s) * lse - sum(s * x) for smoothed
-        # targets s (sparse: lse - x[label]); d loss / d x = sum(s) softmax(x) - s.
+        # Logits: online logsumexp; loss = sum(s) log(total) + sum(s (max - x))
+        # for smoothed targets s (sparse: (max - x[label]) + log(total)), not
+        # sum(s) lse - sum(s x), which cancels far from zero (a row of equal
+        # logits at 1e20 lost log C); d loss / d x = sum(s) softmax(x) - s.
         largest = tl.full([BLOCK_R], -float("inf"), tl.float32)
         total = zeros
         target_sum = zeros
-        target_dot = zeros
+        target_gap = zeros  # sum(s (max - x)) under the running maximum
         if ONE_CHUNK:
             # The row fits one chunk: read once, kept for the gradient below
             # (the loop's first step, where the shift of the empty sum is moot).
@@ -371,7 +373,7 @@ def row_kernel(  # type: ignore[no-untyped-def]
                 t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
                 s = tl.where(mask, t * k2 + k3, 0.0)
                 target_sum = tl.sum(s, axis=1)
-                target_dot = tl.sum(tl.where(mask, s * x, 0.0), axis=1)
+                target_gap = tl.sum(tl.where(mask, s * (largest[:, None] - x), 0.0), axis=1)
                 guard += tl.sum(t * 0.0, axis=1)
         else:
             for start in range(0, n_classes, BLOCK_C):
@@ -379,18 +381,22 @@ def row_kernel(  # type: ignore[no-untyped-def]
                 mask = row_mask[:, None] & (offsets < n_classes)[None, :]
                 index = base[:, None] + offsets[None, :]
                 x = tl.load(p_ptr + index, mask=mask, other=-float("inf")).to(tl.float32)
+                earlier = largest
                 largest, total = _online_logsumexp(largest, total, x, mask)
                 guard += tl.sum(tl.where(mask, x * 0.0, 0.0), axis=1)
                 if LOSS == 0:
                     t = tl.load(t_ptr + index, mask=mask, other=0.0).to(tl.float32)
                     s = tl.where(mask, t * k2 + k3, 0.0)
+                    # the earlier chunks' gap grows by sum(s) times the rise of
+                    # the maximum (none before the first chunk: no targets yet)
+                    rise = tl.where(target_sum == 0.0, 0.0, target_sum * (largest - earlier))
+                    gap = tl.where(mask, s * (largest[:, None] - x), 0.0)
+                    target_gap += rise + tl.sum(gap, axis=1)
                     target_sum += tl.sum(s, axis=1)
-                    target_dot += tl.sum(tl.where(mask, s * x, 0.0), axis=1)
                     guard += tl.sum(t * 0.0, axis=1)
         log_total = tl.log(total)
-        lse = largest + log_total
         if LOSS == 0:
-            loss = target_sum * lse - target_dot
+            loss = target_sum * log_total + target_gap
             scaled = factor
         else:
             picked = tl.load(p_ptr + base + label, mask=valid, other=0.0).to(tl.float32)
