@@ -62,6 +62,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpu, "ELEMENT_BLOCK", _smallest_tile())
     monkeypatch.setattr(gpu, "CLASS_BLOCK", 4)
     monkeypatch.setattr(gpu, "SUM_BLOCK", 4)
+    monkeypatch.setattr(gpu, "MIN_ELEMENTS", 0)
 
 
 def on_device() -> contextlib.AbstractContextManager[None]:
@@ -569,6 +570,23 @@ def test_upstream_gradient_scales_the_stored_one() -> None:
         torch.testing.assert_close(grads[0], grads[1], rtol=2e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("programs", [1, 3, 10_000])
+def test_scaling_strides_over_every_tile(
+    programs: int, dtype: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The backward scaling kernel's fixed grid strides over all tiles: fewer
+    programs than tiles (one, three: an uneven share, and a partial last
+    tile) scale every element once; a factor of 1 writes nothing."""
+    monkeypatch.setattr(gpu, "SCALE_PROGRAMS", programs)
+    gradient = torch.linspace(-3.0, 3.0, 1001, device=DEVICE).to(dtype)
+    for factor in (0.5, 1.0, -2.0):
+        scaled = gradient.clone()
+        with on_device():
+            gpu._scale_in_place(scaled, torch.tensor(factor, device=DEVICE))
+        torch.testing.assert_close(scaled, (gradient.float() * factor).to(dtype), rtol=0, atol=0)
+
+
 def test_upstream_gradient_of_one_leaves_the_stored_one() -> None:
     """``loss.backward()`` hands on the stored gradient as it is (the scaling
     kernel reads the upstream 1 on the device and writes nothing); any other
@@ -701,6 +719,24 @@ def test_loss_objects_dispatch_here() -> None:
     assert type(value.grad_fn).__name__ == "FusedLossBackward"
 
 
+def test_small_tensors_take_torch_operations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Below ``MIN_ELEMENTS`` the kernels decline, and a loss call takes the
+    torch lowering (no fused backward) with the reference's values; from that
+    size on, the kernels."""
+    monkeypatch.setattr(gpu, "MIN_ELEMENTS", ROWS * CLASSES + 1)
+    loss = losskit.MeanSquaredError()
+    y_true, y_pred = inputs(regression, torch.float32)
+    with on_device():
+        assert gpu.fused_call(loss, y_true, y_pred, None, None) is None
+        p = y_pred.clone().requires_grad_(True)
+        value = loss(y_true, p)
+        assert type(value.grad_fn).__name__ != "FusedLossBackward"
+        with losskit.prefer_backend("reference"):
+            torch.testing.assert_close(value, loss(y_true, y_pred), rtol=1e-6, atol=0)
+        wider = torch.cat([y_pred, y_pred[:1]])
+        assert gpu.fused_call(loss, torch.cat([y_true, y_true[:1]]), wider, None, None) is not None
+
+
 # --- in-place crossentropy -----------------------------------------------------------
 
 
@@ -794,17 +830,22 @@ def test_inplace_grad_without_grad_writes_nothing() -> None:
 # --- the benchmark script ---------------------------------------------------------------
 
 
+def _benchmark_script(name: str) -> Any:
+    path = Path(__file__).parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"losskit_benchmark_{name}", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_gpu_benchmark_smoke(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name, size in DEFAULT_BLOCKS.items():
         monkeypatch.setattr(gpu, name, size)  # what the script runs with
-    path = Path(__file__).parents[1] / "benchmarks" / "gpu.py"
-    spec = importlib.util.spec_from_file_location("losskit_gpu_benchmark", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _benchmark_script("gpu")
     with on_device():
         arguments = ["--cpu-smoke", "--out", str(tmp_path), "--repeats", "1", "--losses", "mse"]
         arguments += ["--no-compile", "--no-keras"] if CUDA else []
@@ -816,6 +857,19 @@ def test_gpu_benchmark_smoke(
     assert all(r["ms"] > 0 for r in rows if r["ms"] is not None)
     if not CUDA:
         assert "skipped (no CUDA device)" in capsys.readouterr().out
+
+
+def test_gpu_host_benchmark_smoke(tmp_path: Path) -> None:
+    module = _benchmark_script("gpu_host")
+    before = gpu.MIN_ELEMENTS
+    report = module.main(
+        ["--out", str(tmp_path), "--calls", "3", "--elements", "2048", "--sweep", "1024"]
+    )
+    assert before == gpu.MIN_ELEMENTS  # the sweep puts it back
+    assert (tmp_path / "gpu_host.txt").read_text() == report + "\n"
+    assert "| mse | 1024 |" in report
+    assert "one Triton launch (scale_kernel)" in report
+    assert "cProfile, cce_logits" in report
 
 
 # --- the kernels compile for a real GPU (the interpreter does not compile) -----------

@@ -713,11 +713,14 @@ def finish_kernel(x_ptr, n, divisor_ptr, out_ptr, BLOCK: tl.constexpr):  # type:
 def scale_kernel(grad_ptr, factor_ptr, n, BLOCK: tl.constexpr):  # type: ignore[no-untyped-def]
     """``grad *= factor`` (the upstream gradient, read on the device), skipped
     when it is 1: backward needs no host synchronisation and, after
-    ``loss.backward()``, no pass over the gradient."""
+    ``loss.backward()``, no pass over the gradient.  A fixed grid strides over
+    the tiles, so that the skip costs a few programs, not one per tile (80 us
+    for 2^28 elements on an H100)."""
     factor = tl.load(factor_ptr).to(tl.float32)
     if factor != 1.0:
-        pid = tl.program_id(0)
-        offsets = pid.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-        mask = offsets < n
-        g = tl.load(grad_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
-        tl.store(grad_ptr + offsets, (g * factor).to(grad_ptr.dtype.element_ty), mask=mask)
+        stride = tl.num_programs(0).to(tl.int64) * BLOCK
+        for start in range(tl.program_id(0).to(tl.int64) * BLOCK, n, stride):
+            offsets = start + tl.arange(0, BLOCK)
+            mask = offsets < n
+            g = tl.load(grad_ptr + offsets, mask=mask, other=0.0).to(tl.float32)
+            tl.store(grad_ptr + offsets, (g * factor).to(grad_ptr.dtype.element_ty), mask=mask)
