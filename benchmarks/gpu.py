@@ -677,7 +677,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import losskit
     from losskit.kernels import triton as gpu
 
-    gpu.MIN_ELEMENTS = 0  # the fused rows time the kernels at any --elements
+    losskit.kernels.TRITON_MIN_ELEMENTS = 0  # the fused rows time the kernels at any --elements
     if args.tuned is not None:
         best = json.loads(args.tuned.read_text())["best"]
         gpu.ELEMENT_BLOCK, gpu.NUM_WARPS = int(best["ELEMENT_BLOCK"]), int(best["NUM_WARPS"])

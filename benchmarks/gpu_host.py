@@ -61,6 +61,57 @@ def _launch_us(gpu: Any, device: str, calls: int, sync: Callable[[], None]) -> f
     return _per_call_us(lambda: gpu._scale_in_place(gradient, one), calls, sync)
 
 
+def _calls(
+    args: argparse.Namespace,
+    shape: tuple[int, int],
+    gpu: Any,
+    device: str,
+    sync: Callable[[], None],
+) -> list[str]:
+    """The table of one size, the cost of a launch and the profiles."""
+    import torch
+
+    import losskit
+
+    lines: list[str] = []
+    steps: dict[str, Callable[[], Any]] = {}
+    for key, (cls, kwargs, recipe) in LOSSES.items():
+        loss = getattr(losskit, cls)(**kwargs)
+        t, p = _inputs(recipe, shape, torch.float32, device)
+        p.requires_grad_(True)
+        checked = _per_call_us(_step(loss, t, p, backward=True), args.calls, sync)
+        steps[key] = step = _step(loss, t, p, backward=True)
+        with gpu.assume_finite():
+            unchecked = _per_call_us(step, args.calls, sync)
+        native_fn = _torch_native(key)
+        native = (
+            f"{_per_call_us(_step(native_fn, t, p, backward=True), args.calls, sync):.0f}"
+            if native_fn is not None
+            else "-"
+        )
+        lines.append(f"| {key} | {checked:.0f} | {unchecked:.0f} | {native} |")
+    lines += [
+        "",
+        f"one Triton launch (scale_kernel): {_launch_us(gpu, device, args.calls, sync):.1f} us",
+    ]
+    for key in ("mse", "cce_logits"):
+        profiler = cProfile.Profile()
+        with gpu.assume_finite():
+            profiler.enable()
+            for _ in range(args.calls):
+                steps[key]()
+            profiler.disable()
+        sync()
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
+        lines += [
+            "",
+            f"## cProfile, {key}, {args.calls} calls under assume_finite, by own time",
+        ]
+        lines += [line for line in text.getvalue().splitlines() if line.strip()]
+    return lines
+
+
 def _sweep(args: argparse.Namespace, gpu: Any, device: str, sync: Callable[[], None]) -> list[str]:
     """Per-call time of forward+backward calls issued back to back, by size:
     the kernels (checked, and under ``assume_finite``), losskit with the
@@ -77,7 +128,6 @@ def _sweep(args: argparse.Namespace, gpu: Any, device: str, sync: Callable[[], N
         " | torch native |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    saved = gpu.MIN_ELEMENTS
     try:
         for key, (cls, kwargs, recipe) in LOSSES.items():
             loss = getattr(losskit, cls)(**kwargs)
@@ -87,11 +137,11 @@ def _sweep(args: argparse.Namespace, gpu: Any, device: str, sync: Callable[[], N
                 p.requires_grad_(True)
                 step = _step(loss, t, p, backward=True)
                 calls = max(10, min(args.calls, (1 << 26) // elements * 20))
-                gpu.MIN_ELEMENTS = 0
+                losskit.kernels.TRITON_MIN_ELEMENTS = 0
                 checked = _per_call_us(step, calls, sync)
                 with gpu.assume_finite():
                     unchecked = _per_call_us(step, calls, sync)
-                gpu.MIN_ELEMENTS = 1 << 62
+                losskit.kernels.TRITON_MIN_ELEMENTS = 1 << 62
                 lowered = _per_call_us(step, calls, sync)
                 native_fn = _torch_native(key)
                 native = "-"
@@ -103,7 +153,7 @@ def _sweep(args: argparse.Namespace, gpu: Any, device: str, sync: Callable[[], N
                     f"| {lowered:.0f} | {native} |"
                 )
     finally:
-        gpu.MIN_ELEMENTS = saved
+        losskit.kernels.TRITON_MIN_ELEMENTS = 0
     return lines
 
 
@@ -146,43 +196,14 @@ def main(argv: list[str] | None = None) -> str:
         "| loss | fwd+bwd checked, us | fwd+bwd assume_finite, us | fwd+bwd torch native, us |",
         "|---|---:|---:|---:|",
     ]
-    steps: dict[str, Callable[[], Any]] = {}
-    with routing():
-        for key, (cls, kwargs, recipe) in LOSSES.items():
-            loss = getattr(losskit, cls)(**kwargs)
-            t, p = _inputs(recipe, shape, torch.float32, device)
-            p.requires_grad_(True)
-            checked = _per_call_us(_step(loss, t, p, backward=True), args.calls, sync)
-            steps[key] = step = _step(loss, t, p, backward=True)
-            with gpu.assume_finite():
-                unchecked = _per_call_us(step, args.calls, sync)
-            native_fn = _torch_native(key)
-            native = (
-                f"{_per_call_us(_step(native_fn, t, p, backward=True), args.calls, sync):.0f}"
-                if native_fn is not None
-                else "-"
-            )
-            lines.append(f"| {key} | {checked:.0f} | {unchecked:.0f} | {native} |")
-        lines += [
-            "",
-            f"one Triton launch (scale_kernel): {_launch_us(gpu, device, args.calls, sync):.1f} us",
-        ]
-        for key in ("mse", "cce_logits"):
-            profiler = cProfile.Profile()
-            with gpu.assume_finite():
-                profiler.enable()
-                for _ in range(args.calls):
-                    steps[key]()
-                profiler.disable()
-            sync()
-            text = io.StringIO()
-            pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(25)
-            lines += [
-                "",
-                f"## cProfile, {key}, {args.calls} calls under assume_finite, by own time",
-            ]
-            lines += [line for line in text.getvalue().splitlines() if line.strip()]
-        lines += _sweep(args, gpu, device, sync)
+    saved = losskit.kernels.TRITON_MIN_ELEMENTS
+    losskit.kernels.TRITON_MIN_ELEMENTS = 0  # the kernels at every size (but the lowering's rows)
+    try:
+        with routing():
+            lines += _calls(args, shape, gpu, device, sync)
+            lines += _sweep(args, gpu, device, sync)
+    finally:
+        losskit.kernels.TRITON_MIN_ELEMENTS = saved
     report = "\n".join(lines)
     print(report)
     if args.out is not None:

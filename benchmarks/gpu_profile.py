@@ -71,12 +71,11 @@ def main() -> None:
     import torch
 
     import losskit
-    from losskit.kernels import triton as gpu
 
     if not torch.cuda.is_available():
         print("No CUDA device: nothing to profile.")
         return
-    gpu.MIN_ELEMENTS = 0  # the kernels at any --elements
+    losskit.kernels.TRITON_MIN_ELEMENTS = 0  # the kernels at any --elements
     shape = (args.elements // 128, 128)
     cases = [
         ("mse", losskit.MeanSquaredError(), "normal"),

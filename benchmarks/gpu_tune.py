@@ -56,7 +56,7 @@ def _sweep(args: argparse.Namespace, device: str) -> list[dict[str, Any]]:
     import losskit
     from losskit.kernels import triton as gpu
 
-    gpu.MIN_ELEMENTS = 0  # the kernels at any --elements
+    losskit.kernels.TRITON_MIN_ELEMENTS = 0  # the kernels at any --elements
     features = 128 if device == "cuda" else 16
     shape = (args.elements // features, features)
     configs = CONFIGS if device == "cuda" else CONFIGS[:2]

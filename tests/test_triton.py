@@ -30,6 +30,7 @@ if not CUDA:
 pytest.importorskip("triton")
 
 import losskit  # noqa: E402
+from losskit import kernels  # noqa: E402
 from losskit.kernels import triton as gpu  # noqa: E402
 
 if "losskit.kernels.triton._kernels" in sys.modules:  # built before the variable was set
@@ -62,7 +63,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(gpu, "ELEMENT_BLOCK", _smallest_tile())
     monkeypatch.setattr(gpu, "CLASS_BLOCK", 4)
     monkeypatch.setattr(gpu, "SUM_BLOCK", 4)
-    monkeypatch.setattr(gpu, "MIN_ELEMENTS", 0)
+    monkeypatch.setattr(kernels, "TRITON_MIN_ELEMENTS", 0)
 
 
 def on_device() -> contextlib.AbstractContextManager[None]:
@@ -720,21 +721,29 @@ def test_loss_objects_dispatch_here() -> None:
 
 
 def test_small_tensors_take_torch_operations(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Below ``MIN_ELEMENTS`` the kernels decline, and a loss call takes the
-    torch lowering (no fused backward) with the reference's values; from that
-    size on, the kernels."""
-    monkeypatch.setattr(gpu, "MIN_ELEMENTS", ROWS * CLASSES + 1)
-    loss = losskit.MeanSquaredError()
-    y_true, y_pred = inputs(regression, torch.float32)
-    with on_device():
-        assert gpu.fused_call(loss, y_true, y_pred, None, None) is None
+    """Below ``TRITON_MIN_ELEMENTS`` a loss that torch's operations lower
+    takes them (the reference's values, no fused backward); from that size
+    on, the kernels.  A loss without a lowering (categorical focal) and a
+    call the lowering declines (``ignore_class``) take the kernels at any
+    size, not the reference."""
+    monkeypatch.setattr(kernels, "TRITON_MIN_ELEMENTS", ROWS * CLASSES + 1)
+
+    def backward_of(loss: Any, make: Make, rows: int) -> str:
+        y_true, y_pred = inputs(make, torch.float32, shape=(rows, CLASSES))
         p = y_pred.clone().requires_grad_(True)
-        value = loss(y_true, p)
-        assert type(value.grad_fn).__name__ != "FusedLossBackward"
+        with on_device():
+            value = loss(y_true, p)
         with losskit.prefer_backend("reference"):
-            torch.testing.assert_close(value, loss(y_true, y_pred), rtol=1e-6, atol=0)
-        wider = torch.cat([y_pred, y_pred[:1]])
-        assert gpu.fused_call(loss, torch.cat([y_true, y_true[:1]]), wider, None, None) is not None
+            torch.testing.assert_close(value, loss(y_true, y_pred), rtol=1e-5, atol=1e-7)
+        return type(value.grad_fn).__name__
+
+    mse = losskit.MeanSquaredError()
+    assert backward_of(mse, regression, ROWS) != "FusedLossBackward"
+    assert backward_of(mse, regression, ROWS + 1) == "FusedLossBackward"
+    focal = losskit.CategoricalFocalCrossentropy()
+    assert backward_of(focal, distributions, ROWS) == "FusedLossBackward"
+    ignoring = losskit.SparseCategoricalCrossentropy(from_logits=True, ignore_class=1)
+    assert backward_of(ignoring, labels_logits, ROWS) == "FusedLossBackward"
 
 
 # --- in-place crossentropy -----------------------------------------------------------
@@ -861,11 +870,11 @@ def test_gpu_benchmark_smoke(
 
 def test_gpu_host_benchmark_smoke(tmp_path: Path) -> None:
     module = _benchmark_script("gpu_host")
-    before = gpu.MIN_ELEMENTS
+    before = kernels.TRITON_MIN_ELEMENTS
     report = module.main(
         ["--out", str(tmp_path), "--calls", "3", "--elements", "2048", "--sweep", "1024"]
     )
-    assert before == gpu.MIN_ELEMENTS  # the sweep puts it back
+    assert before == kernels.TRITON_MIN_ELEMENTS  # put back
     assert (tmp_path / "gpu_host.txt").read_text() == report + "\n"
     assert "| mse | 1024 |" in report
     assert "one Triton launch (scale_kernel)" in report

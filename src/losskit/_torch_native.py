@@ -52,7 +52,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from losskit import _config
+from losskit import _config, kernels
 
 __all__ = ["native_call"]
 
@@ -140,9 +140,12 @@ _CROSSENTROPY_CROSSOVER = 1 << 19
 
 def takes_first(loss: Any, y_pred: Any) -> bool:
     """Whether :func:`native_call` should have this call before the fused
-    Numba kernels: a CPU tensor smaller than the crossover of a loss that
-    torch computes in one fused operation (MSE, Huber, the crossentropies
-    from logits).  Above it, or for the others, the kernels go first."""
+    kernels.  For the Triton kernels (CUDA tensors): a lowered loss below
+    :data:`losskit.kernels.TRITON_MIN_ELEMENTS`, where the host's work per
+    call sets the pace.  For the Numba kernels: a CPU tensor smaller than the
+    crossover of a loss that torch computes in one fused operation (MSE,
+    Huber, the crossentropies from logits).  Above these, or for the others,
+    the kernels go first."""
     torch = sys.modules.get("torch")
     if torch is None:
         return False
@@ -150,7 +153,11 @@ def takes_first(loss: Any, y_pred: Any) -> bool:
     if type(y_pred) not in facts["types"]:
         return False
     found = (_LOWERINGS or _register()).get(type(loss))
-    if found is None or found.native_below is None:
+    if found is None:
+        return False
+    if kernels.routes_to_triton(y_pred):
+        return bool(y_pred.numel() < kernels.TRITON_MIN_ELEMENTS)
+    if found.native_below is None:
         return False
     return bool(
         y_pred.device.type == "cpu" and y_pred.numel() < found.native_below(loss._fn_kwargs)

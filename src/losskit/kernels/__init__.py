@@ -45,10 +45,31 @@ import numpy as np
 from losskit import _array, _config
 from losskit.functional import segmentation
 
-__all__ = ["MIN_ELEMENTS", "available", "declined", "fused_call", "regression_sums"]
+__all__ = [
+    "MIN_ELEMENTS",
+    "TRITON_MIN_ELEMENTS",
+    "available",
+    "declined",
+    "fused_call",
+    "regression_sums",
+]
 
 MIN_ELEMENTS = 1 << 15
 """Smaller inputs take the reference path (a kernel launch would not pay)."""
+TRITON_MIN_ELEMENTS = 1 << 24
+"""Smaller CUDA tensors take torch's own operations (the lowering in
+``losskit._torch_native``, where it takes the call) before the Triton
+kernels.  A fused call costs the host about five times what the lowering
+does (Triton's launcher, the partial sums and their divisor, the finiteness
+read-back), so below some size the host, not the GPU, sets the pace.  On an
+H100 whose host ran torch's own MSE forward+backward in 0.17-0.35 ms, calls
+issued back to back took 0.8-1.3 ms through the kernels at every size up to
+2^26 elements, against 0.15-0.35 ms (MSE, crossentropy) through the lowering
+up to 2^24; at 2^24 the two were even for binary crossentropy and cosine
+similarity; at 2^28 a checked call through the kernels took 2.2-2.5 ms
+against torch's own 3.0-14.5 ms (``benchmarks/gpu_host.py`` and
+``benchmarks/gpu.py``; results in
+``benchmarks/results/gpu_host_NVIDIA-H100-80GB-HBM3.txt``)."""
 
 _NUMBA = importlib.util.find_spec("numba") is not None
 _ONE = np.ones(1)
@@ -402,7 +423,7 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
 
 def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
     """The reduced loss from a fused kernel, or None where none applies."""
-    if not _compiling() and _for_triton(y_pred):  # CUDA: the Triton kernels or the reference
+    if not _compiling() and routes_to_triton(y_pred):  # CUDA: the Triton kernels or the reference
         from losskit.kernels import triton as gpu
 
         return gpu.fused_call(loss, y_true, y_pred, sample_weight, mask)
@@ -414,7 +435,7 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
 
 
-def _for_triton(y_pred: Any) -> bool:
+def routes_to_triton(y_pred: Any) -> bool:
     """A CUDA torch tensor (or, inside the test hook
     ``losskit.kernels.triton.interpret_on_cpu``, any torch tensor)."""
     torch = sys.modules.get("torch")

@@ -66,18 +66,6 @@ SUM_BLOCK = 4096
 """Partial sums per program in the second stage of a reduction."""
 NUM_WARPS = 4
 """Warps per program of the elementwise and row-wise kernels."""
-MIN_ELEMENTS = 1 << 24
-"""Smaller ``y_pred`` tensors take torch's own operations (the lowering in
-``losskit._torch_native``) instead of the kernels.  A fused call costs the
-host about five times what the lowering does (Triton's launcher, the partial
-sums and their divisor, the finiteness read-back), so below some size the
-host, not the GPU, sets the pace.  On an H100 whose host ran torch's own MSE
-forward+backward in 0.17-0.35 ms, calls issued back to back took 0.8-1.3 ms
-through the kernels at every size up to 2^26 elements, against 0.15-0.35 ms
-(MSE, crossentropy) through the lowering up to 2^24; at 2^24 the two were
-even for binary crossentropy and cosine similarity, and at 2^28 the kernels
-are 1.8-3x faster (``benchmarks/gpu_host.py``; results in
-``benchmarks/results/gpu_host_NVIDIA-H100-80GB-HBM3.txt``)."""
 SCALE_PROGRAMS = 1024
 """Programs of the backward scaling kernel, each striding over the tiles
 (about eight per multiprocessor of an H100)."""
@@ -440,8 +428,6 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
     if torch is None or not available() or mask is not None:
         return None
     if torch.compiler.is_compiling() or _config.backend_preference() != "fast":
-        return None
-    if y_pred.numel() < MIN_ELEMENTS:
         return None
     check = not _ASSUME_FINITE.get()
     if check and _capturing(y_pred):
