@@ -444,7 +444,8 @@ def routes_to_triton(y_pred: Any) -> bool:
     if y_pred.device.type == "cuda":
         return True
     hook = sys.modules.get("losskit.kernels.triton")
-    return hook is not None and bool(hook.routes_cpu())
+    # the hook reads a ContextVar, which torch.compile cannot trace
+    return hook is not None and not _compiling() and bool(hook.routes_cpu())
 
 
 def _large_enough(y_pred: Any) -> bool:
