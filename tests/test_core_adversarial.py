@@ -87,3 +87,43 @@ def test_sparse_labels_keras_rejects_at_any_size(library: str) -> None:
     # Keras squeezes y_pred to (N, 2) and rejects the shapes; the kernels took them
     with pytest.raises(ValueError, match="must have the shape of `y_pred` without its class"):
         losskit.SparseCategoricalCrossentropy()(y_true, y_pred)
+
+
+def _half_precision_cases() -> list[tuple[object, str]]:
+    from tests.backends import BACKENDS
+
+    return [(b, d) for b in BACKENDS for d in ("float16", "bfloat16") if d in b.dtypes]
+
+
+@pytest.mark.parametrize("from_logits", [False, True])
+@pytest.mark.parametrize(
+    ("backend", "dtype"), _half_precision_cases(), ids=lambda v: getattr(v, "name", v)
+)
+def test_sparse_crossentropy_function_of_half_precision_is_float32(
+    backend: object, dtype: str, from_logits: bool
+) -> None:
+    """Keras picks the label's log-probability with a float32 one-hot, so its
+    function gives float32 losses for float16 and bfloat16 predictions (float64
+    with JAX's x64 mode, which the oracle here runs in); losskit's gave the
+    predictions' dtype.  The values are the half-precision ones, widened."""
+    rng = np.random.default_rng(4)
+    probabilities = rng.random((5, 3)) + 0.1
+    labels = np.array([0, 2, 1, 1, 0])
+    y_pred = backend.asarray(probabilities, dtype)  # type: ignore[attr-defined]
+    result = losskit.sparse_categorical_crossentropy(
+        backend.asarray(labels),
+        y_pred,
+        from_logits=from_logits,  # type: ignore[attr-defined]
+    )
+    assert "float32" in str(result.dtype)
+    as_class = losskit.SparseCategoricalCrossentropy(
+        from_logits=from_logits, dtype=dtype, reduction=None
+    )
+    labels_array = backend.asarray(labels)  # type: ignore[attr-defined]
+    widened = backend.to_numpy(as_class(labels_array, y_pred))  # type: ignore[attr-defined]
+    tolerance = 2e-2 if dtype == "bfloat16" else 0  # XLA may fuse bfloat16 differently
+    np.testing.assert_allclose(
+        backend.to_numpy(result),  # type: ignore[attr-defined]
+        widened.astype("f4"),
+        rtol=tolerance,
+    )

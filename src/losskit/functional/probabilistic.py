@@ -235,6 +235,11 @@ def sparse_categorical_crossentropy(
     Entries whose label equals ``ignore_class`` get a loss of 0; the loss
     classes also leave them out of the mean.
 
+    Predictions of a float type narrower than float32 (float16, bfloat16)
+    give float32 losses, as Keras's do: it picks the label's log-probability
+    with a float32 one-hot, which promotes the product (the loss classes cast
+    to their ``dtype`` first).
+
     >>> import losskit
     >>> losskit.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])
     array([0.05129..., 2.30258...], dtype=float32)
@@ -242,6 +247,9 @@ def sparse_categorical_crossentropy(
     values, _ = sparse_categorical_crossentropy_with_mask(
         y_true, y_pred, from_logits=from_logits, ignore_class=ignore_class, axis=axis
     )
+    if _array.dtype_name(values.dtype) in ("float16", "bfloat16"):
+        xp = _array.namespace_of(values)
+        values = xp.astype(values, _array.float_dtype(xp, "float32"))
     return values
 
 
