@@ -127,3 +127,14 @@ def test_sparse_crossentropy_function_of_half_precision_is_float32(
         widened.astype("f4"),
         rtol=tolerance,
     )
+
+
+def test_sparse_crossentropy_class_keeps_numpy_bfloat16() -> None:
+    """The NumPy fast path wrote labels outside the classes as a Python -0.0,
+    which promoted ml_dtypes' bfloat16 to float64; the reference keeps it."""
+    ml_dtypes = pytest.importorskip("ml_dtypes")
+    y_pred = np.array([[0.2, 0.5, 0.3], [0.1, 0.1, 0.8]], dtype=ml_dtypes.bfloat16)
+    loss = losskit.SparseCategoricalCrossentropy(dtype="bfloat16", reduction=None)
+    result = loss(np.array([1, 2]), y_pred)
+    assert result.dtype == ml_dtypes.bfloat16
+    np.testing.assert_array_equal(result, reference(loss, np.array([1, 2]), y_pred))

@@ -746,6 +746,23 @@ def test_small_tensors_take_torch_operations(monkeypatch: pytest.MonkeyPatch) ->
     assert backward_of(ignoring, labels_logits, ROWS) == "FusedLossBackward"
 
 
+def test_captured_calls_under_assume_finite_keep_the_kernels(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Inside a CUDA graph capture (simulated) under ``assume_finite()`` a small
+    call keeps the kernels, as that context promises; captured without it,
+    the kernels decline (their check reads the host) and the lowering runs."""
+    monkeypatch.setattr(kernels, "TRITON_MIN_ELEMENTS", 1 << 20)
+    monkeypatch.setattr(gpu, "_capturing", lambda y_pred: True)
+    loss = losskit.MeanSquaredError()
+    y_true, y_pred = inputs(regression, torch.float32)
+    for trusted, kept in ((True, True), (False, False)):
+        p = y_pred.clone().requires_grad_(True)
+        with on_device(), gpu.assume_finite() if trusted else contextlib.nullcontext():
+            value = loss(y_true, p)
+        assert (type(value.grad_fn).__name__ == "FusedLossBackward") is kept
+
+
 # --- in-place crossentropy -----------------------------------------------------------
 
 

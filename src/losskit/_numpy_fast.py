@@ -89,7 +89,7 @@ def _sparse(
     valid = labels.view(np.uint32) < y_pred.shape[1]  # negative labels wrap to >= 2**31
     log_prob = probabilistic.log_probabilities(np, y_pred, from_logits, 1)
     picked = log_prob[np.arange(labels.shape[0]), np.where(valid, labels, 0)]
-    return np.where(valid, -picked, -0.0)
+    return np.where(valid, -picked, np.array(-0.0, dtype=picked.dtype))  # keeps bfloat16
 
 
 def _dice(xp: Any, y_true: Any, y_pred: Any, axis: Any) -> Any:

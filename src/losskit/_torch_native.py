@@ -142,9 +142,11 @@ def takes_first(loss: Any, y_pred: Any) -> bool:
     """Whether :func:`native_call` should have this call before the fused
     kernels.  For the Triton kernels (CUDA tensors): a lowered loss below
     :data:`losskit.kernels.TRITON_MIN_ELEMENTS`, where the host's work per
-    call sets the pace.  For the Numba kernels: a CPU tensor smaller than the
-    crossover of a loss that torch computes in one fused operation (MSE,
-    Huber, the crossentropies from logits).  Above these, or for the others,
+    call sets the pace, but for a call captured into a CUDA graph under
+    ``assume_finite()`` (:func:`losskit.kernels.lowering_first_on_gpu`).
+    For the Numba kernels: a CPU tensor smaller than the crossover of a loss
+    that torch computes in one fused operation (MSE, Huber, the
+    crossentropies from logits).  Above these, or for the others,
     the kernels go first."""
     torch = sys.modules.get("torch")
     if torch is None:
@@ -156,7 +158,7 @@ def takes_first(loss: Any, y_pred: Any) -> bool:
     if found is None:
         return False
     if kernels.routes_to_triton(y_pred):
-        return bool(y_pred.numel() < kernels.TRITON_MIN_ELEMENTS)
+        return kernels.lowering_first_on_gpu(y_pred)
     if found.native_below is None:
         return False
     return bool(

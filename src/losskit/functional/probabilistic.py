@@ -236,9 +236,9 @@ def sparse_categorical_crossentropy(
     classes also leave them out of the mean.
 
     Predictions of a float type narrower than float32 (float16, bfloat16)
-    give float32 losses, as Keras's do: it picks the label's log-probability
-    with a float32 one-hot, which promotes the product (the loss classes cast
-    to their ``dtype`` first).
+    give float32 losses, as Keras's do on its JAX backend (the reference):
+    it picks the label's log-probability with a float32 one-hot, which
+    promotes the product.  The loss classes cast to their ``dtype`` first.
 
     >>> import losskit
     >>> losskit.sparse_categorical_crossentropy([1, 2], [[0.05, 0.95, 0], [0.1, 0.8, 0.1]])

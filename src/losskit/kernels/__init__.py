@@ -435,6 +435,19 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
         return _fused_call(loss, y_true, y_pred, sample_weight, mask)
 
 
+def lowering_first_on_gpu(y_pred: Any) -> bool:
+    """For a call that :func:`routes_to_triton`: whether a loss that torch's
+    operations lower takes them before the kernels, that is below
+    :data:`TRITON_MIN_ELEMENTS`, except inside a CUDA graph capture under
+    ``losskit.kernels.triton.assume_finite()``, where the kernels keep it."""
+    if y_pred.numel() >= TRITON_MIN_ELEMENTS:
+        return False
+    if _compiling():
+        return True  # (nothing below is traced; torch.compile takes the lowering)
+    hook = sys.modules.get("losskit.kernels.triton")
+    return hook is None or not hook.keeps_captured_calls(y_pred)
+
+
 def routes_to_triton(y_pred: Any) -> bool:
     """A CUDA torch tensor (or, inside the test hook
     ``losskit.kernels.triton.interpret_on_cpu``, any torch tensor)."""

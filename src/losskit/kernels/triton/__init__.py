@@ -452,6 +452,14 @@ def fused_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: An
     return _FusedLoss.apply(y_pred, (value, gradient, shape_rows, reference))
 
 
+def keeps_captured_calls(y_pred: Any) -> bool:
+    """Whether the kernels take this call before torch's lowering whatever its
+    size: inside :func:`assume_finite`, while ``y_pred``'s stream is captured
+    into a CUDA graph (a replayed graph has no per-call host work to save,
+    and the lowering may copy a new constant from the host there)."""
+    return _ASSUME_FINITE.get() and _capturing(y_pred)
+
+
 def _capturing(y_pred: Any) -> bool:
     """Whether ``y_pred``'s CUDA stream is being captured into a CUDA graph,
     where reading a value back to the host (each call's finiteness check) is
