@@ -149,10 +149,49 @@ def _deserialize(config: Any) -> Loss:
     loss classes and functions)."""
     custom = {}
     for name in _config_names(config):
-        found = keras.saving.get_registered_object(name)
+        found = _registered_with_keras(name)
         if found is not None:
             custom[name] = found
     return _resolve(registry.deserialize(config, custom_objects=custom))
+
+
+def _registered_with_keras(name: str) -> Any:
+    """What Keras knows as ``name``: passed as ``custom_objects`` (or in a
+    ``custom_object_scope``), or registered with
+    ``keras.saving.register_keras_serializable``, which keys an object as
+    ``package>name`` where losskit's config holds the bare name: found there
+    when one package registered it (a losskit built-in name is never looked
+    up so, so no registration can replace it).  None where Keras has none."""
+    found = keras.saving.get_registered_object(name)
+    builtin = name in registry.CLASSES or name in registry.FUNCTIONS
+    if found is not None or builtin or name == "function":  # (Keras's tag for functions)
+        return found
+    matches = {
+        key: value
+        for key, value in keras.saving.get_custom_objects().items()
+        if key.rpartition(">")[2] == name and key != name
+    }
+    if len(matches) > 1:
+        raise ValueError(
+            f"{name!r} is registered with Keras by several packages ({sorted(matches)}): "
+            f"pass the one meant as custom_objects={{{name!r}: ...}} to "
+            "keras.models.load_model."
+        )
+    return next(iter(matches.values()), None)
+
+
+def _register_builtin_classes() -> None:
+    """Register losskit's loss classes with Keras (as ``losskit>Huber``, ...),
+    so that a model compiled with a losskit loss object itself (not through
+    :func:`as_keras_loss`) loads with ``keras.models.load_model`` once
+    ``losskit.keras`` is imported: Keras saved it under its module and class
+    name and could not find it again."""
+    for cls in {info.cls for info in registry.LOSSES}:
+        if keras.saving.get_registered_object(f"losskit>{cls.__name__}") is None:
+            keras.saving.register_keras_serializable(package="losskit")(cls)
+
+
+_register_builtin_classes()
 
 
 # --- Keras masks ---------------------------------------------------------------------
