@@ -138,3 +138,59 @@ def test_sparse_crossentropy_class_keeps_numpy_bfloat16() -> None:
     result = loss(np.array([1, 2]), y_pred)
     assert result.dtype == ml_dtypes.bfloat16
     np.testing.assert_array_equal(result, reference(loss, np.array([1, 2]), y_pred))
+
+
+@pytest.mark.parametrize(
+    "make", [losskit.MeanAbsoluteError, losskit.MeanSquaredError, losskit.LogCosh]
+)
+def test_torch_func_over_labels_and_weights_of_a_large_call(make: object) -> None:
+    """``torch.func.grad`` over ``y_true`` or the weights, with ``y_pred`` a
+    plain tensor the transform captured: the fused kernels read that tensor
+    through NumPy, which fails inside a transform ("Cannot access data
+    pointer"); they now step aside, and the gradients are the reference's."""
+    func = pytest.importorskip("torch.func")
+    loss = make()  # type: ignore[operator]
+    rows = 1 << 15  # 2^19 elements: beyond torch's own MSE too
+    g = torch.Generator().manual_seed(0)
+    t, p, w = torch.rand(rows, 16, generator=g), torch.rand(rows, 16, generator=g), torch.rand(rows)
+    by_labels = func.grad(lambda y: loss(y, p))(t)
+    by_weights = func.grad(lambda s: loss(t, p, sample_weight=s))(w)
+    with losskit.prefer_backend("reference"):
+        want_labels = func.grad(lambda y: loss(y, p))(t)
+        want_weights = func.grad(lambda s: loss(t, p, sample_weight=s))(w)
+    torch.testing.assert_close(by_labels, want_labels)
+    torch.testing.assert_close(by_weights, want_weights)
+
+
+def test_a_long_alpha_changed_in_place_between_eager_jax_calls() -> None:
+    """The compiled function was keyed by the attributes' repr, which elides
+    the middle of an array longer than 1000: an alpha of 2000 classes changed
+    there kept the old value on JAX (1.8865 against 5.5858)."""
+    classes = 2000
+    rng = np.random.default_rng(0)
+    y_true = np.eye(classes, dtype="f4")[rng.integers(0, classes, 4)]
+    y_pred = rng.uniform(0.1, 1, (4, classes)).astype("f4")
+    y_pred /= y_pred.sum(-1, keepdims=True)
+    alpha = np.full(classes, 0.25)
+    loss = losskit.CategoricalFocalCrossentropy(alpha=alpha)
+    loss(jnp.asarray(y_true), jnp.asarray(y_pred))
+    alpha[500:1500] = 0.9
+    np.testing.assert_allclose(
+        loss(jnp.asarray(y_true), jnp.asarray(y_pred)), reference(loss, y_true, y_pred), rtol=1e-6
+    )
+
+
+def test_arguments_changed_every_eager_jax_call() -> None:
+    """A ``delta`` schedule compiled a new function per value and kept them
+    all; past a few states the calls run eagerly, with the same values."""
+    from losskit import losses
+
+    y_true = jnp.asarray(np.linspace(-3.0, 3.0, 12).reshape(4, 3))
+    y_pred = jnp.zeros((4, 3))
+    loss = losskit.Huber()
+    for step in range(3 * losses._JAX_STATES):
+        loss._fn_kwargs["delta"] = 0.1 + step / 10
+        np.testing.assert_allclose(
+            loss(y_true, y_pred), reference(loss, np.asarray(y_true), np.zeros((4, 3))), rtol=1e-6
+        )
+    assert len(losses._JAX_COMPILED[loss]) == losses._JAX_STATES

@@ -255,13 +255,20 @@ def _jit_argument(x: Any) -> bool:
     return type(x) is _np.ndarray and x.dtype.kind in "biuf"
 
 
+_JAX_STATES = 8
+"""Compiled functions kept per loss object.  A loss whose arguments change
+call after call (a ``delta`` schedule) would compile anew each time (30 ms
+or more) and keep every function: past this many, a new state runs eagerly."""
+
+
 def _compiled_for_jax(loss: Loss) -> Callable[..., Any]:
     jax = sys.modules["jax"]
-    by_epsilon = _JAX_COMPILED.setdefault(loss, {})
-    state = repr({k: v for k, v in vars(loss).items() if k != "name"})  # 2 us
-    epsilon = (_config.epsilon(), state)
-    compiled = by_epsilon.get(epsilon)
+    by_state = _JAX_COMPILED.setdefault(loss, {})
+    key = (_config.epsilon(), _state_key({k: v for k, v in vars(loss).items() if k != "name"}))
+    compiled = by_state.get(key)
     if compiled is None:
+        if len(by_state) >= _JAX_STATES:
+            return loss._reference_call
         owner = weakref.ref(loss)  # the cache must not keep the loss alive
 
         def pure(y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> Any:
@@ -269,8 +276,25 @@ def _compiled_for_jax(loss: Loss) -> Callable[..., Any]:
             assert target is not None
             return target._reference_call(y_true, y_pred, sample_weight, mask)
 
-        compiled = by_epsilon[epsilon] = jax.jit(pure)
+        compiled = by_state[key] = jax.jit(pure)
     return compiled
+
+
+def _state_key(value: Any) -> Any:
+    """A hashable key of a loss's attributes that changes with any of them:
+    arrays by their bytes (their ``repr`` elides the middle of long ones, so
+    an ``alpha`` of 2000 classes changed in place kept the old function)."""
+    if isinstance(value, Mapping):
+        return tuple((key, _state_key(item)) for key, item in value.items())
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, *map(_state_key, value))
+    if hasattr(value, "shape") and hasattr(value, "dtype"):
+        try:
+            array = _np.asarray(value)
+        except (TypeError, RuntimeError, ValueError):  # (a GPU tensor, say)
+            return repr(value)
+        return (type(value).__name__, array.dtype.str, array.shape, array.tobytes())
+    return repr(value)
 
 
 def _check_keras_caller(loss: Loss) -> None:

@@ -344,6 +344,8 @@ def _plain_cpu_tensor(x: Any) -> bool:
         return False
     if torch._C._functorch.is_functorch_wrapped_tensor(x):
         return False
+    if torch._C._are_functorch_transforms_active():
+        return False  # a plain tensor captured by the transform: .numpy() fails there
     return int(torch.autograd.forward_ad._current_level) < 0
 
 

@@ -263,6 +263,8 @@ def _tensor_ok(x: Any, device: Any) -> bool:
         return False
     if torch._C._functorch.is_functorch_wrapped_tensor(x):
         return False
+    if torch._C._are_functorch_transforms_active():
+        return False  # a plain tensor captured by the transform
     return int(torch.autograd.forward_ad._current_level) < 0
 
 
