@@ -54,7 +54,7 @@ def main() -> None:
         print(row)
     print(
         f"\nfloatx={losskit.floatx()}, epsilon={losskit.epsilon()}; "
-        "every row must read the same across libraries."
+        "every row must read the same across libraries, up to float32 rounding."
     )
 
 

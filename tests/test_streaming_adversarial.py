@@ -300,3 +300,34 @@ def test_no_samples_gives_the_value_of_empty_sums() -> None:
     assert LossAccumulator("mse").result() == 0.0
     assert LossAccumulator("dice").result() == float(dice_from_sums(0.0, 0.0, 0.0)) == 1.0
     assert LossAccumulator("tversky").result() == 1.0
+
+
+def test_groups_are_sorted_with_the_missing_key_last() -> None:
+    """With a missing key among them, the groups came out in the order they
+    were first seen (sorting None with text raised, and the fallback kept
+    that order): the report and --plot's "first 8 by key" depend on it."""
+    acc = GroupedAccumulator(["mse"])
+    keys = np.array(["zeta", "alpha", None, "mid", "beta"], dtype=object)
+    acc.update(np.zeros((5, 1)), np.ones((5, 1)), groups=keys)
+    assert list(acc.result()) == ["alpha", "beta", "mid", "zeta", None]
+    numbers = GroupedAccumulator(["mse"])
+    numbers.update(np.zeros((5, 1)), np.ones((5, 1)), groups=[30.0, 2.0, math.nan, 100.0, -5.0])
+    assert list(numbers.result()) == [-5.0, 2.0, 30.0, 100.0, None]  # NaN is the missing key
+
+
+def test_keys_of_several_types_sort_by_type_then_value() -> None:
+    """Numbers and text (from two files) sort numbers first, then text; the
+    missing key last."""
+    acc = GroupedAccumulator(["mse"])
+    acc.update(np.zeros((3, 1)), np.ones((3, 1)), groups=np.array(["b", None, "a"], dtype=object))
+    acc.update(np.zeros((2, 1)), np.ones((2, 1)), groups=[3, 1])
+    assert list(acc.result()) == [1, 3, "a", "b", None]
+
+
+def test_a_state_without_its_type_names_what_is_missing() -> None:
+    acc = GroupedAccumulator(["mse"])
+    acc.update(np.zeros((2, 1)), np.ones((2, 1)), groups=[1, 2])
+    state = dict(acc.state)
+    del state["type"]
+    with pytest.raises(ValueError, match=r"Malformed accumulator state: it has no \['type'\]"):
+        GroupedAccumulator.from_state(state)

@@ -1106,6 +1106,8 @@ class _Accumulation:
                 f"Not a losskit accumulator state (format {state.get('format')!r}, "
                 f"expected {STATE_FORMAT!r})."
             )
+        if "type" not in state:
+            raise ValueError("Malformed accumulator state: it has no ['type'].")
         if state.get("type") != cls.__name__:
             raise ValueError(
                 f"This state is a {state.get('type')}; use {state.get('type')}.from_state."
@@ -1379,17 +1381,29 @@ def _picked(items: list[Any], order: np.ndarray) -> list[Any]:
 
 
 def _sorting_order(keys: list[Hashable]) -> np.ndarray:
-    """The indices that sort ``keys``, or their order as they are where
-    they do not compare (None among numbers, numbers among text)."""
+    """The indices that sort ``keys``: the missing key (None or NaN) last;
+    keys of several types (numbers and text, from different files) by type
+    name, then value; their order as they are only where keys of one type do
+    not compare (tuples mixing types)."""
     if keys and set(map(type, keys)) <= {int, float}:  # NumPy sorts these fast
         numbers = np.array(keys)
-        if numbers.dtype.kind in "iuf":
+        if numbers.dtype.kind in "iuf" and not np.isnan(numbers).any():
             return np.argsort(numbers, kind="stable")
-    try:
-        order = sorted(range(len(keys)), key=keys.__getitem__)  # type: ignore[arg-type]
-        return np.array(order, dtype=np.int64)
-    except TypeError:
-        return np.arange(len(keys))
+    missing = [i for i, key in enumerate(keys) if key is None or key != key]  # None, NaN
+    skipped = set(missing)
+    present = [i for i in range(len(keys)) if i not in skipped] if missing else range(len(keys))
+    for sort_key in (keys.__getitem__, lambda i: (_type_rank(keys[i]), keys[i])):
+        try:
+            present = sorted(present, key=sort_key)  # type: ignore[arg-type]
+            break
+        except TypeError:
+            continue
+    return np.array([*present, *missing], dtype=np.int64)
+
+
+def _type_rank(key: Hashable) -> str:
+    """Numbers (bool, int, float) compare with each other: one rank."""
+    return "" if isinstance(key, (int, float)) else type(key).__name__
 
 
 def _batch_size(y_pred: Any) -> int:
