@@ -871,3 +871,23 @@ def test_torch_backend_gives_keras_numbers(tmp_path: Path) -> None:
             + "\n\n".join(failures),
             pytrace=False,
         )
+
+
+def test_a_class_the_user_registered_first_keeps_its_name() -> None:
+    """Importing losskit.keras after registering a losskit class under your
+    own package leaves that registration (Keras refuses a second one: the
+    import raised)."""
+    code = textwrap.dedent(
+        """
+        import keras, losskit
+        keras.saving.register_keras_serializable(package="mine")(losskit.Huber)
+        import losskit.keras
+        print(keras.saving.get_registered_name(losskit.Huber))
+        print(keras.saving.get_registered_name(losskit.MeanSquaredError))
+        """
+    )
+    env = {**os.environ, "KERAS_BACKEND": os.environ.get("KERAS_BACKEND", "jax")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.split() == ["mine>Huber", "losskit>MeanSquaredError"]

@@ -187,7 +187,9 @@ def _register_builtin_classes() -> None:
     ``losskit.keras`` is imported: Keras saved it under its module and class
     name and could not find it again."""
     for cls in {info.cls for info in registry.LOSSES}:
-        if keras.saving.get_registered_object(f"losskit>{cls.__name__}") is None:
+        # not where a name is already set (by an earlier import, or a user
+        # who registered the class under a package of their own)
+        if keras.saving.get_registered_name(cls) == cls.__name__:
             keras.saving.register_keras_serializable(package="losskit")(cls)
 
 
