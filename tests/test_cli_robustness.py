@@ -438,3 +438,18 @@ def test_default_arguments_keep_the_keras_name(
         assert got[-1] == "huber_loss(delta=3.0)"
     else:
         assert got == names
+
+
+def test_running_out_of_memory_is_one_line_with_advice(
+    data_file: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A MemoryError (too wide a list column, too many groups for this machine)
+    is the input's size, not a bug: one line saying what to lower, no traceback."""
+    from losskit.cli import evaluate
+
+    def exhausted(options: object) -> int:
+        raise MemoryError("Unable to allocate 74.5 GiB for an array")
+
+    monkeypatch.setattr(evaluate, "main", exhausted)
+    err = one_line_error([str(data_file)], capsys, 1, "out of memory", "74.5 GiB", "--batch-rows")
+    assert "unexpected" not in err

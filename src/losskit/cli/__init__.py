@@ -234,6 +234,16 @@ def _run(arguments: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print(f"losskit {arguments.command}: interrupted", file=sys.stderr)
         return 130
+    except MemoryError as error:  # input too large for this machine, not a bug
+        detail = f" ({_one_line(error)})" if str(error) else ""
+        advice = (
+            " Lower --batch-rows or --jobs (with --group-by, memory also grows with "
+            "the number of groups), or run on a machine with more memory."
+            if arguments.command == "evaluate"
+            else ""
+        )
+        print(f"losskit {arguments.command}: error: out of memory{detail}.{advice}", file=sys.stderr)
+        return 1
     except Exception as error:  # a bug: show where
         traceback.print_exc()
         print(f"losskit {arguments.command}: unexpected error: {error}", file=sys.stderr)
