@@ -242,7 +242,9 @@ def _run(arguments: argparse.Namespace) -> int:
             if arguments.command == "evaluate"
             else ""
         )
-        print(f"losskit {arguments.command}: error: out of memory{detail}.{advice}", file=sys.stderr)
+        print(
+            f"losskit {arguments.command}: error: out of memory{detail}.{advice}", file=sys.stderr
+        )
         return 1
     except Exception as error:  # a bug: show where
         traceback.print_exc()
