@@ -5,8 +5,10 @@ input.  Each once gave a wrong number, a hang or lost data."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ import numpy as np
 import pytest
 
 from losskit.cli import main, readers
+from losskit.cli.output import current_umask
 from tests.test_cli import make_data, write
 from tests.test_cli_robustness import one_line_error, run
 
@@ -581,3 +584,66 @@ def test_text_numbers_in_parquet_read_as_in_csv(
     assert "non-numeric" not in err
     rows, value = mse([str(tmp_path / "t.parquet"), "--nan-policy", "omit"], capsys)
     assert (rows, value) == (3, pytest.approx(5 / 3, rel=1e-15))
+
+
+# -- the figure is never an input, nor the result, and appears only on success -------
+
+
+def test_plot_that_is_an_input_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot through a symbolic or a hard link to the data, or onto the file
+    on standard input, turned the data into a PNG (exit 0)."""
+    path = write(make_data(n=30), tmp_path / "data.csv")
+    before = path.read_bytes()
+    (tmp_path / "soft.png").symlink_to(path)
+    os.link(path, tmp_path / "hard.png")
+    for figure in ("soft.png", "hard.png"):
+        one_line_error(
+            [str(path), "--plot", str(tmp_path / figure)], capsys, 1, "--plot", "is the input file"
+        )
+    with (tmp_path / "hard.png").open("rb") as source:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(source))
+        one_line_error(
+            ["-", "--plot", str(tmp_path / "hard.png")], capsys, 1, "is the file on standard input"
+        )
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["data.csv", "hard.png", "soft.png"]
+
+
+def test_plot_and_output_through_a_link_are_one_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One of the two results silently replaced the other (exit 0)."""
+    path = write(make_data(n=30), tmp_path / "data.csv")
+    (tmp_path / "out.json").write_text("{}")
+    (tmp_path / "p.png").symlink_to(tmp_path / "out.json")
+    (tmp_path / "new.png").symlink_to(tmp_path / "missing.json")  # to a file not yet made
+    for plot, output in (("p.png", "out.json"), ("new.png", "missing.json")):
+        args = [str(path), "--plot", str(tmp_path / plot), "--output", str(tmp_path / output)]
+        one_line_error(args, capsys, 1, "is also the --output file")
+    assert (tmp_path / "out.json").read_text() == "{}"
+
+
+def test_a_failed_run_writes_no_figure(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The figure was written before the result, so a run whose result could
+    not be written (exit 1) left it behind; now both are written together."""
+    path = write(make_data(n=30), tmp_path / "data.csv")
+    figure = tmp_path / "figure.png"
+    args = [str(path), "--loss", "mse", "--plot", str(figure), "--output", "/dev/full"]
+    one_line_error(args, capsys, 1, "No space left on device")
+    assert not figure.exists()
+    assert sorted(os.listdir(tmp_path)) == ["data.csv"]  # no temporary file left
+    code, _, err = run(
+        [str(path), "--plot", str(figure), "--output", str(tmp_path / "r.csv")], capsys
+    )
+    assert code == 0, err
+    assert figure.read_bytes().startswith(b"\x89PNG")
+    assert oct(figure.stat().st_mode & 0o777) == oct(0o666 & ~current_umask())
+
+
+def test_a_figure_under_a_file_says_it_is_not_a_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(make_data(n=30), tmp_path / "data.csv")
+    one_line_error([str(path), "--plot", str(path / "x.png")], capsys, 1, "is not a directory")

@@ -40,7 +40,13 @@ from losskit.cli.engine import (
     run_local,
     text_labels,
 )
-from losskit.cli.output import check_not_an_input, prepare_output
+from losskit.cli.output import (
+    STDOUT_PATH,
+    Output,
+    check_not_an_input,
+    prepare_output,
+    same_file,
+)
 from losskit.cli.progress import Progress
 from losskit.cli.specs import LossChoice, parse_losses
 from losskit.losses import Loss
@@ -629,29 +635,58 @@ def run(
     options: Options,
     on_piece_start: Callable[[readers.Piece], None] | None = None,
     columnar: bool = False,
+    figure: Output | None = None,
 ) -> dict[str, Any]:
     """Evaluate as ``options`` say; return the report (nothing is printed;
-    ``columnar``: groups as :class:`GroupColumns`, for :func:`render`)."""
+    ``columnar``: groups as :class:`GroupColumns`, for :func:`render`).
+    With ``--plot``, the figure is staged in ``figure`` (for the caller to
+    commit), or written to its file where ``figure`` is None."""
     require("pyarrow")
+    if options.plot and figure is None:
+        figure = prepare_output(options.plot, "--plot")
+        try:
+            report = _run_inputs(options, on_piece_start, columnar, figure)
+            figure.commit()
+            return report
+        finally:
+            figure.close()
+    return _run_inputs(options, on_piece_start, columnar, figure)
+
+
+def _run_inputs(
+    options: Options,
+    on_piece_start: Callable[[readers.Piece], None] | None,
+    columnar: bool,
+    figure: Output | None,
+) -> dict[str, Any]:
+    """:func:`run` over the files named, the example, or standard input."""
     standard_input.check_paths(options.paths, options.scheduler)
     with contextlib.ExitStack() as stack:
         example = not options.paths
         paths = options.paths or [str(stack.enter_context(example_path()))]
         if standard_input.STDIN_PATH not in paths:
-            return _run(options, paths, example, on_piece_start, columnar)
+            return _run(options, paths, example, on_piece_start, columnar, figure)
         parse_losses(options.loss)  # a bad --loss fails before stdin is copied
         redirected = standard_input.identity()  # stdin as a file (< data.csv)
-        check_not_an_input(options.output, [], redirected)
+        _check_not_inputs(options, [], redirected)
         named = [p for p in paths if p != standard_input.STDIN_PATH]
         if redirected and redirected in readers.file_identities(named):
-            return _run(options, named, example, on_piece_start, columnar)  # read once
+            return _run(options, named, example, on_piece_start, columnar, figure)  # read once
         copy = stack.enter_context(standard_input.spooled())
         paths = [copy if p == standard_input.STDIN_PATH else p for p in paths]
         try:
-            return _run(options, paths, example, on_piece_start, columnar, copy)
+            return _run(options, paths, example, on_piece_start, columnar, figure, copy)
         except CLIError as error:
             error.args = (standard_input.renamed(str(error), copy),)
             raise
+
+
+def _check_not_inputs(
+    options: Options, files: list[str], stdin: tuple[int, int] | None = None
+) -> None:
+    """Neither the result nor the figure may replace an input file."""
+    check_not_an_input(options.output, files, stdin)
+    check_not_an_input(options.plot, files, stdin, "--plot")
 
 
 def _run(
@@ -660,10 +695,11 @@ def _run(
     example: bool,
     on_piece_start: Callable[[readers.Piece], None] | None,
     columnar: bool,
+    figure: Output | None,
     stdin_copy: str | None = None,
 ) -> dict[str, Any]:
     files = readers.find_files(paths)
-    check_not_an_input(options.output, files)
+    _check_not_inputs(options, files)
     plan, skipped = _planned(options, files)
     engine = options.engine or ("dask" if options.scheduler else "local")
     if options.scheduler and engine != "dask":
@@ -709,17 +745,19 @@ def _run(
         from losskit.cli.plot import plot_evaluation
 
         assert work.histogram is not None
-        plot_evaluation(report, work.histogram, options.plot)
+        assert figure is not None
+        figure.stage(plot_evaluation(report, work.histogram, options.plot))
     return report
 
 
 def _check_plot(path: str, output: str | None) -> None:
     """Fail at once, not after the evaluation, on a ``--plot`` that cannot be
-    written, or that is the ``--output`` file (one would overwrite the other)."""
+    written, or that is the ``--output`` file under any spelling or link (one
+    would overwrite the other)."""
     from losskit.cli.plot import check_figure_path
 
     check_figure_path(path, "--plot")
-    if output is not None and os.path.abspath(output) == os.path.abspath(path):
+    if output not in (None, STDOUT_PATH) and same_file(output, path):
         raise CLIError(f"--plot {path!r} is also the --output file; give two files.")
 
 
@@ -736,18 +774,26 @@ def _distinct_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
 
 def main(options: Options) -> int:
     """Run ``losskit evaluate``: check the outputs, evaluate, write the result."""
-    output = prepare_output(options.output)  # before any input is read
+    if options.plot:
+        _check_plot(options.plot, options.output)
+    # Both outputs are checked before any input is read, and written together
+    # once everything has succeeded: a failed run leaves both as they were.
+    output = prepare_output(options.output)
+    figure = prepare_output(options.plot, "--plot") if options.plot else None
     try:
-        if options.plot:
-            _check_plot(options.plot, options.output)
         # Warnings (a library's, such as Keras's on one-class crossentropy)
         # are reported once each, in one line, after the evaluation.
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            report = run(options, columnar=True)
+            report = run(options, columnar=True, figure=figure)
         for message in [*domain_messages(report), *_distinct_warnings(caught)]:
             print(f"losskit evaluate: warning: {message}", file=sys.stderr)
-        output.write(render(report, options.format))
+        output.stage(render(report, options.format))
+        output.commit()
+        if figure is not None:
+            figure.commit()
     finally:
         output.close()
+        if figure is not None:
+            figure.close()
     return 0

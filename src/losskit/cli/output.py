@@ -17,10 +17,18 @@ import os
 import stat
 import sys
 import tempfile
+from typing import IO, Any
 
 from losskit.cli._deps import CLIError, UsageError
 
-__all__ = ["STDOUT_PATH", "Output", "check_not_an_input", "current_umask", "prepare_output"]
+__all__ = [
+    "STDOUT_PATH",
+    "Output",
+    "check_not_an_input",
+    "current_umask",
+    "prepare_output",
+    "same_file",
+]
 
 STDOUT_PATH = "-"
 
@@ -42,29 +50,57 @@ def current_umask() -> int:
 class Output:
     """Standard output (``path`` None), a file written atomically
     (``temporary`` set) or a path written directly (a FIFO, a device, the
-    target of a symbolic link)."""
+    target of a symbolic link).  ``option`` names it in errors.
 
-    def __init__(self, path: str | None, temporary: str | None = None) -> None:
+    A result is written in two steps, so that two outputs (the report and a
+    figure) appear together or not at all: :meth:`stage` writes the data to
+    the temporary file (or keeps it, for a direct path), :meth:`commit`
+    puts it in place; :meth:`write` does both."""
+
+    def __init__(
+        self, path: str | None, temporary: str | None = None, option: str = "--output"
+    ) -> None:
         self.path = path
         self.temporary = temporary
+        self.option = option
+        self._staged: str | bytes | None = None
 
-    def write(self, text: str) -> None:
-        """Write ``text`` (the whole result) where the output goes."""
+    def write(self, data: str | bytes) -> None:
+        """Write ``data`` (the whole result) where the output goes."""
+        self.stage(data)
+        self.commit()
+
+    def stage(self, data: str | bytes) -> None:
+        """Make ``data`` ready to be put in place by :meth:`commit`."""
+        if self.temporary is not None:
+            try:
+                with _opened(self.temporary, data) as stream:
+                    stream.write(data)
+                os.chmod(self.temporary, 0o666 & ~current_umask())
+            except OSError as error:
+                raise self._failed(error) from None
+        self._staged = data
+
+    def commit(self) -> None:
+        """Put the staged data in place (nothing if none was staged)."""
+        data, self._staged = self._staged, None
+        if data is None:
+            return
         if self.path is None:
-            _write_stdout(text)
+            _write_stdout(data if isinstance(data, str) else data.decode("utf-8"))
             return
         try:
             if self.temporary is None:
-                with open(self.path, "w", encoding="utf-8") as stream:
-                    stream.write(text)
+                with _opened(self.path, data) as stream:
+                    stream.write(data)
                 return
-            with open(self.temporary, "w", encoding="utf-8") as stream:
-                stream.write(text)
-            os.chmod(self.temporary, 0o666 & ~current_umask())
             os.replace(self.temporary, self.path)
             self.temporary = None
         except OSError as error:
-            raise CLIError(f"--output {self.path!r}: cannot write it: {_reason(error)}.") from None
+            raise self._failed(error) from None
+
+    def _failed(self, error: OSError) -> CLIError:
+        return CLIError(f"{self.option} {self.path!r}: cannot write it: {_reason(error)}.")
 
     def close(self) -> None:
         """Remove the temporary file of a result that was never written."""
@@ -72,6 +108,12 @@ class Output:
             with contextlib.suppress(OSError):
                 os.unlink(self.temporary)
             self.temporary = None
+
+
+def _opened(path: str, data: str | bytes) -> IO[Any]:
+    if isinstance(data, bytes):
+        return open(path, "wb")
+    return open(path, "w", encoding="utf-8")
 
 
 def _write_stdout(text: str) -> None:
@@ -98,14 +140,15 @@ def _reason(error: OSError) -> str:
     return error.strerror or str(error)
 
 
-def prepare_output(path: str | None) -> Output:
+def prepare_output(path: str | None, option: str = "--output") -> Output:
     """Check that ``path`` can be written (creating the temporary file of an
-    atomic write) before any input is read; a one-line error names ``path``."""
+    atomic write) before any input is read; a one-line error names
+    ``option`` and ``path``."""
     if path is None or path == STDOUT_PATH:
-        return Output(None)
+        return Output(None, option=option)
     if not path:
-        raise UsageError("--output '': give a file name.")
-    where = f"--output {path!r}"
+        raise UsageError(f"{option} '': give a file name.")
+    where = f"{option} {path!r}"
     if os.path.islink(path):  # written through: the link stays a link
         if os.path.isdir(path):
             raise CLIError(f"{where}: it links to a directory.")
@@ -114,7 +157,7 @@ def prepare_output(path: str | None) -> Output:
                 raise CLIError(f"{where}: its target is not writable.")
         else:
             _check_directory(where, os.path.dirname(os.path.realpath(path)))
-        return Output(path)
+        return Output(path, option=option)
     try:
         mode = os.stat(path).st_mode
     except FileNotFoundError:
@@ -126,7 +169,7 @@ def prepare_output(path: str | None) -> Output:
     if mode is not None and not stat.S_ISREG(mode):
         if not os.access(path, os.W_OK):
             raise CLIError(f"{where}: it is not writable.")
-        return Output(path)  # a FIFO, a device: written directly
+        return Output(path, option=option)  # a FIFO, a device: written directly
     directory = os.path.dirname(path) or os.curdir
     _check_directory(where, directory)
     try:
@@ -136,7 +179,7 @@ def prepare_output(path: str | None) -> Output:
     except OSError as error:
         raise CLIError(f"{where}: cannot write in {directory!r}: {_reason(error)}.") from None
     os.close(handle)
-    return Output(path, temporary)
+    return Output(path, temporary, option)
 
 
 def _check_directory(where: str, directory: str) -> None:
@@ -146,11 +189,15 @@ def _check_directory(where: str, directory: str) -> None:
 
 
 def check_not_an_input(
-    path: str | None, inputs: list[str], stdin: tuple[int, int] | None = None
+    path: str | None,
+    inputs: list[str],
+    stdin: tuple[int, int] | None = None,
+    option: str = "--output",
 ) -> None:
-    """Fail if ``--output`` names one of the input files, or the file that
-    standard input is (``stdin``: its device and inode): the result would
-    replace the data it was computed from."""
+    """Fail if ``path`` (what ``option`` writes) names one of the input files,
+    under any spelling or link, or the file that standard input is
+    (``stdin``: its device and inode): writing there would replace the data
+    it was computed from."""
     if path is None or path == STDOUT_PATH or not os.path.exists(path):
         return
     if stdin is not None:
@@ -158,13 +205,21 @@ def check_not_an_input(
             status = os.stat(path)
             if (status.st_dev, status.st_ino) == stdin:
                 raise CLIError(
-                    f"--output {path!r} is the file on standard input; writing the "
+                    f"{option} {path!r} is the file on standard input; writing the "
                     "result there would replace the data. Give another file."
                 )
     for source in inputs:
         with contextlib.suppress(OSError):
             if os.path.samefile(path, source):
                 raise CLIError(
-                    f"--output {path!r} is the input file {source!r}; writing the "
+                    f"{option} {path!r} is the input file {source!r}; writing the "
                     "result there would replace the data. Give another file."
                 )
+
+
+def same_file(first: str, second: str) -> bool:
+    """Whether two paths name one file: the same file where both exist (a
+    link, a hard link, another spelling), else the same resolved path."""
+    with contextlib.suppress(OSError):
+        return os.path.samefile(first, second)
+    return os.path.realpath(first) == os.path.realpath(second)

@@ -11,6 +11,7 @@ display needed).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -24,6 +25,7 @@ import numpy as np
 from losskit.cli._deps import CLIError, require
 from losskit.cli.engine import CONTROL_CHARACTERS, group_labels
 from losskit.cli.histogram import HISTOGRAM_GROUPS, ResidualHistogram, quantile_limits
+from losskit.cli.output import prepare_output
 from losskit.cli.specs import parse_losses
 from losskit.losses import Loss
 from losskit.spec import SPECS, spec_of
@@ -78,16 +80,19 @@ def check_figure_path(path: str, option: str = "--output") -> None:
         raise CLIError(f"{where}: it is a directory; give a file name.")
     directory = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(directory):
-        raise CLIError(f"{where}: the directory {directory!r} does not exist.")
+        missing = "is not a directory" if os.path.exists(directory) else "does not exist"
+        raise CLIError(f"{where}: the directory {directory!r} {missing}.")
     if not os.access(directory, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise CLIError(f"{where}: it cannot be written (permissions).")
 
 
-def _save(figure: Any, path: str, option: str) -> None:
-    try:
-        figure.savefig(path)
-    except OSError as error:
-        raise CLIError(f"{option} {path!r}: cannot write it: {error.strerror or error}.") from None
+def _image(figure: Any, path: str) -> bytes:
+    """The figure as the bytes of an image file in the format ``path``'s
+    extension names (written by the caller: atomically, and only once the
+    whole command has succeeded)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format=os.path.splitext(path)[1][1:].lower())
+    return buffer.getvalue()
 
 
 def elementwise(loss: Loss, y_true: np.ndarray, y_pred: np.ndarray) -> np.ndarray:
@@ -119,9 +124,10 @@ def depends_on_target(loss: Loss, axis: Axis) -> bool:
     return not all(np.allclose(values[0], v, rtol=1e-9, atol=1e-12) for v in values[1:])
 
 
-def plot_losses(losses_: Sequence[Loss], output: str) -> None:
+def plot_losses(losses_: Sequence[Loss], output: str) -> bytes:
     """Draw each loss (rows) and its derivative, and, for losses that depend
-    on y_true, the loss against y_true at fixed residuals (columns)."""
+    on y_true, the loss against y_true at fixed residuals (columns); the
+    bytes of the image file ``output`` names."""
     plt = _matplotlib()
     rows = len(losses_)
     figure, grid = plt.subplots(rows, 3, figsize=(13, 2.9 * rows), squeeze=False)
@@ -168,8 +174,9 @@ def plot_losses(losses_: Sequence[Loss], output: str) -> None:
             )
     figure.suptitle("losskit: per-element losses and derivatives (finite differences)")
     figure.tight_layout(rect=(0.0, 0.0, 1.0, 1.0 - 0.35 / rows))
-    _save(figure, output, "--output")
+    image = _image(figure, output)
     plt.close(figure)
+    return image
 
 
 def plottable(text: str | None) -> list[Loss]:
@@ -192,7 +199,12 @@ def plottable(text: str | None) -> list[Loss]:
 
 def main(loss: str | None, output: str) -> int:
     check_figure_path(output)
-    plot_losses(plottable(loss), output)
+    chosen = plottable(loss)
+    target = prepare_output(output)
+    try:
+        target.write(plot_losses(chosen, output))
+    finally:
+        target.close()
     print(f"wrote {output}")
     return 0
 
@@ -217,9 +229,10 @@ def _literal(text: str) -> str:
 PLOTTED_LABEL = 40  # characters of a label drawn
 
 
-def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> None:
+def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output: str) -> bytes:
     """A residual histogram (per group if grouped, the first
-    :data:`PLOTTED_GROUPS`) and each loss's value."""
+    :data:`PLOTTED_GROUPS`) and each loss's value, as the bytes of the image
+    file ``output`` names."""
     check_figure_path(output, "--plot")
     plt = _matplotlib()
     names = list(report["losses"])
@@ -273,5 +286,6 @@ def plot_evaluation(report: dict[str, Any], histogram: ResidualHistogram, output
         axes.set_title(_literal(name), fontsize=9)
         axes.margins(y=0.2)
     figure.tight_layout()
-    _save(figure, output, "--plot")
+    image = _image(figure, output)
     plt.close(figure)
+    return image
