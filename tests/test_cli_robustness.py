@@ -453,3 +453,23 @@ def test_running_out_of_memory_is_one_line_with_advice(
     monkeypatch.setattr(evaluate, "main", exhausted)
     err = one_line_error([str(data_file)], capsys, 1, "out of memory", "74.5 GiB", "--batch-rows")
     assert "unexpected" not in err
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--sample-weight", ""], "--sample-weight ''"),
+        (["--sample-weight", "  "], "--sample-weight '  '"),
+        (["--group-by", ""], "--group-by ''"),
+        (["--scheduler", ""], "--scheduler ''"),
+        (["--y-true", "y_true,,y_true"], "an empty column name"),
+        (["--y-pred", "y_pred,"], "an empty column name"),
+    ],
+)
+def test_empty_option_values_are_usage_errors(
+    args: list[str], named: str, data_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty --sample-weight ran unweighted while the report named the
+    weights ''; an empty --group-by gave a traceback; an empty --scheduler
+    ran locally; empty items of a column list were dropped."""
+    one_line_error([str(data_file), "--loss", "mse", *args], capsys, 2, named)

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from losskit.cli import domains, readers, standard_input
-from losskit.cli._deps import CLIError, require
+from losskit.cli._deps import CLIError, UsageError, require
 from losskit.cli.engine import (
     CONTROL_CHARACTERS,
     Plan,
@@ -567,10 +567,29 @@ def write_output(text: str, path: str | None) -> None:
 
 
 def _columns(text: str, option: str) -> tuple[str, ...]:
-    names = tuple(n.strip() for n in text.split(",") if n.strip())
-    if not names:
+    """The column names of a comma-separated list (blanks around each name
+    ignored); an empty name is a usage error, as an empty --loss item is
+    (``t0,,t1`` was read as ``t0,t1``)."""
+    names = tuple(n.strip() for n in text.split(","))
+    if not any(names):
         raise CLIError(f"{option} needs a column name.")
+    if not all(names):
+        raise UsageError(
+            f"{option} {text!r}: an empty column name (two commas in a row, or one at "
+            "an end); give the names separated by single commas."
+        )
     return names
+
+
+def _optional_column(text: str | None, option: str) -> str | None:
+    """A single column name, or None where the option is not given; an
+    empty one is an error (``--sample-weight "$UNSET"`` ran unweighted while
+    the report named the weights '')."""
+    if text is None:
+        return None
+    if not text.strip():
+        raise UsageError(f"{option} {text!r}: give a column name.")
+    return text
 
 
 @dataclass
@@ -604,8 +623,8 @@ def _planned(options: Options, files: list[str]) -> tuple[Plan, dict[str, str]]:
     columns = readers.ColumnSpec(
         _columns(options.y_true, "--y-true"),
         _columns(options.y_pred, "--y-pred"),
-        options.sample_weight,
-        options.group_by,
+        _optional_column(options.sample_weight, "--sample-weight"),
+        _optional_column(options.group_by, "--group-by"),
     )
     if options.batch_rows < 1:
         raise CLIError(f"--batch-rows must be >= 1; received {options.batch_rows}.")
@@ -660,6 +679,10 @@ def _run_inputs(
     figure: Output | None,
 ) -> dict[str, Any]:
     """:func:`run` over the files named, the example, or standard input."""
+    if options.scheduler is not None and not options.scheduler.strip():
+        raise UsageError(
+            "--scheduler '': give a Dask scheduler's address, such as tcp://HOST:8786."
+        )
     standard_input.check_paths(options.paths, options.scheduler)
     with contextlib.ExitStack() as stack:
         example = not options.paths
