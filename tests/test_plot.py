@@ -218,3 +218,23 @@ def test_evaluate_plot_says_how_many_groups_it_leaves_out(
     assert legend.get_title().get_text() == f"the first {plot.PLOTTED_GROUPS} of 10 groups"
     assert len(legend.get_texts()) == 1 + plot.PLOTTED_GROUPS  # all rows and 8 groups
     assert len(bars[0].patches) == 1 + plot.PLOTTED_GROUPS
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_residuals_beyond_the_bins_are_outside_on_either_side(sign: float) -> None:
+    """Residuals beyond 1e12 were drawn as a bar at +1e12 ("0 above") on the
+    positive side and counted "below" on the negative side."""
+    inside = np.linspace(-1.0, 1.0, 100)
+    residuals = np.concatenate([inside, np.full(30, sign * 1e15), [-sign * 1e15]])
+    histogram = ResidualHistogram()
+    histogram.update(np.zeros((residuals.size, 1)), residuals[:, None])
+    total = histogram.total()
+    edges, counts, below, above = ResidualHistogram.linear(total)
+    assert (below, above) == ((30, 1) if sign < 0 else (1, 30))
+    assert counts.sum() == pytest.approx(100.0)
+    assert edges[0] >= -1e12 and edges[-1] <= 1e12
+    # with limits inside the data, every row is drawn or counted outside
+    edges, counts, below, above = ResidualHistogram.linear(total, limits=(-0.5, 0.5))
+    assert abs(counts.sum() + below + above - 131.0) <= 1.0  # (below and above are rounded)
+    many, one = (below, above) if sign < 0 else (above, below)
+    assert many >= 30 + 20 and 1 + 20 <= one < 30

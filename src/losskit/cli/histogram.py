@@ -144,10 +144,14 @@ class ResidualHistogram:
         if not hi > lo:
             lo, hi = lo - 0.5, hi + 0.5
         edges = np.linspace(lo, hi, bins + 1)
-        cumulative = np.concatenate([[0.0], np.cumsum(counts, dtype=np.float64)])
-        at_edges = np.interp(edges, bin_edges(), cumulative)
-        below = round(float(at_edges[0]))
-        above = round(float(cumulative[-1] - at_edges[-1]))
+        # The overflow bins (beyond 10**HIGH on either side) hold residuals of
+        # unknown place: counted below and above, never drawn (the positive
+        # one was drawn as a bar at 10**HIGH, the negative one counted below).
+        inner = counts[1:-1]
+        cumulative = np.concatenate([[0.0], np.cumsum(inner, dtype=np.float64)])
+        at_edges = np.interp(edges, bin_edges()[1:-1], cumulative)
+        below = round(float(counts[0] + at_edges[0]))
+        above = round(float(counts[-1] + cumulative[-1] - at_edges[-1]))
         return edges, np.diff(at_edges), below, above
 
 
