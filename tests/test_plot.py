@@ -232,9 +232,11 @@ def test_residuals_beyond_the_bins_are_outside_on_either_side(sign: float) -> No
     edges, counts, below, above = ResidualHistogram.linear(total)
     assert (below, above) == ((30, 1) if sign < 0 else (1, 30))
     assert counts.sum() == pytest.approx(100.0)
-    assert edges[0] >= -1e12 and edges[-1] <= 1e12
+    assert edges[0] >= -1e12
+    assert edges[-1] <= 1e12
     # with limits inside the data, every row is drawn or counted outside
     edges, counts, below, above = ResidualHistogram.linear(total, limits=(-0.5, 0.5))
     assert abs(counts.sum() + below + above - 131.0) <= 1.0  # (below and above are rounded)
     many, one = (below, above) if sign < 0 else (above, below)
-    assert many >= 30 + 20 and 1 + 20 <= one < 30
+    assert many >= 30 + 20
+    assert 1 + 20 <= one < 30
