@@ -141,7 +141,7 @@ def test_unsupported_families_are_refused_and_left_out_of_all(
     code, out, err = run(capsys, path, "--loss", "mse,huber:delta=2.0")
     assert (code, out) == (1, "")
     assert err.startswith(
-        "losskit evaluate: error: --loss 'huber:delta=2.0': losskit evaluate cannot "
+        "losskit evaluate: error: --loss 'huber:delta=2.0': the command line cannot "
         "compute Huber, of the family 'sequence': its losses (CTC) score label sequences"
     )
     assert len(err.splitlines()) == 1

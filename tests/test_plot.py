@@ -240,3 +240,13 @@ def test_residuals_beyond_the_bins_are_outside_on_either_side(sign: float) -> No
     many, one = (below, above) if sign < 0 else (above, below)
     assert many >= 30 + 20
     assert 1 + 20 <= one < 30
+
+
+def test_plot_refuses_a_sequence_loss_naming_no_other_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """It said 'losskit evaluate cannot compute CTC' from losskit plot."""
+    assert main(["plot", "--loss", "ctc", "--output", str(tmp_path / "x.png")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("losskit plot: error: --loss 'ctc': the command line cannot compute CTC")
+    assert "evaluate" not in err

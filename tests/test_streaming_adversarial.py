@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from losskit import Huber
 from losskit.functional.segmentation import dice_from_sums
 from losskit.streaming import (
     GroupedAccumulator,
@@ -331,3 +332,35 @@ def test_a_state_without_its_type_names_what_is_missing() -> None:
     del state["type"]
     with pytest.raises(ValueError, match=r"Malformed accumulator state: it has no \['type'\]"):
         GroupedAccumulator.from_state(state)
+
+
+def test_boolean_codes_are_refused_with_group_keys() -> None:
+    """Booleans were taken as the codes 0 and 1; the docs say integer codes only."""
+    accumulator = GroupedAccumulator(["mse"])
+    with pytest.raises(TypeError, match="integer codes; received dtype bool"):
+        accumulator.update(
+            np.ones((3, 1)),
+            np.zeros((3, 1)),
+            groups=np.array([True, False, True]),
+            group_keys=["a", "b"],
+        )
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "named"),
+    [
+        ({"reduction": "sum"}, {}, "'sum', dtype float64 vs. MeanSquaredError {}, reduction 'sum_"),
+        ({}, {"reduction": "sum"}, "reduction 'sum_over_batch_size', dtype float64 vs."),
+    ],
+)
+def test_a_refused_merge_says_what_differs(
+    first: dict[str, Any], second: dict[str, Any], named: str
+) -> None:
+    """It printed two identical lists of names."""
+    mine, theirs = LossAccumulator("mse", **first), LossAccumulator("mse", **second)
+    with pytest.raises(ValueError, match="differ in their arguments") as raised:
+        mine.merge(theirs)
+    assert named in str(raised.value)
+    huber = LossAccumulator(Huber(delta=1.0))
+    with pytest.raises(ValueError, match=r"\{'delta': 1.0\}.* vs. Huber \{'delta': 2.0\}"):
+        huber.merge(LossAccumulator(Huber(delta=2.0)))

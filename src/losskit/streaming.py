@@ -21,7 +21,12 @@ and ``result()`` is ``total`` for ``"sum"``, ``total / count`` for
 ``"mean_with_sample_weight"`` (divide-no-nan: a zero divisor gives 0).  After
 updates with batches ``b1, b2, ...`` it equals the loss object called once
 on their concatenation along the batch axis (up to float rounding), when
-weights and masks have a batch axis, as per-sample ones do.
+weights and masks have a batch axis, as per-sample ones do.  Batches whose
+other axes differ (sequences padded to a different length per batch) have no
+concatenation; they are accepted, as Keras's metrics accept them, and the
+result is then the reduction of all their per-sample losses together.  The
+accumulators do not check that the class or output axis stays the same:
+the command line does, for its files.
 
 The per-sample losses come from the loss object itself (its
 ``call_with_mask``), computed in ``dtype`` (float64 by default, so results
@@ -1053,6 +1058,17 @@ class _Accumulation:
         mine = [k.identity() for k in self._kernels]
         theirs = [k.identity() for k in other._kernels]
         if mine != theirs or self.names != other.names:
+            differing = [
+                f"{name!r}: {_described(a)} vs. {_described(b)}"
+                for name, a, b in zip(self.names, mine, theirs, strict=False)
+                if a != b
+            ]
+            if differing and self.names == other.names:
+                raise ValueError(
+                    "Cannot merge accumulators whose losses differ in their arguments: "
+                    + "; ".join(differing)
+                    + "."
+                )
             raise ValueError(
                 f"Cannot merge accumulators of different losses: {self.names} vs. {other.names}."
             )
@@ -1149,6 +1165,12 @@ _STATE_KEYS = (
     "sums",
     "compensation",
 )
+
+
+def _described(identity: tuple[Any, ...]) -> str:
+    """A loss's :meth:`_Kernel.identity`, as words for an error message."""
+    name, config, reduction, dtype = identity
+    return f"{name} {config}, reduction {reduction!r}, dtype {dtype}"
 
 
 def _check_state(state: Mapping[str, Any], grouped: bool) -> None:
@@ -1311,7 +1333,7 @@ def _decode(codes: np.ndarray, group_keys: Sequence[Any]) -> tuple[list[Hashable
     """The keys and each sample's index into them, for integer ``codes`` into
     ``group_keys``; -1 is the missing key (None); keys equal after
     normalisation (repeated keys, NaN and None) are one group."""
-    if codes.dtype.kind not in "biu":
+    if codes.dtype.kind not in "iu":  # (booleans were taken as the codes 0 and 1)
         raise TypeError(
             f"With `group_keys`, `groups` must hold integer codes; received dtype {codes.dtype}."
         )

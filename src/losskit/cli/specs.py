@@ -150,7 +150,7 @@ def _check_supported(loss: losses.Loss, item: str) -> None:
     family = _family(loss)
     if family in UNSUPPORTED_FAMILIES:
         raise CLIError(
-            f"--loss {item!r}: losskit evaluate cannot compute {type(loss).__name__}, of "
+            f"--loss {item!r}: the command line cannot compute {type(loss).__name__}, of "
             f"the family {family!r}: {UNSUPPORTED_FAMILIES[family]}. Use the Python API "
             "on whole batches instead."
         )
@@ -225,7 +225,7 @@ def parse_losses(text: str | None) -> list[LossChoice]:
     for item in _split("regression" if text is None else text):
         if item in UNSUPPORTED_FAMILIES:
             raise CLIError(
-                f"--loss {item!r}: losskit evaluate cannot compute the family {item!r}: "
+                f"--loss {item!r}: the command line cannot compute the family {item!r}: "
                 f"{UNSUPPORTED_FAMILIES[item]}. Families it can compute: "
                 f"{', '.join([*FAMILIES, EVERYTHING])}."
             )
