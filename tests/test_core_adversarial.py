@@ -5,6 +5,8 @@ fast paths (fused kernels from 2^15 elements) as on the reference."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -194,3 +196,62 @@ def test_arguments_changed_every_eager_jax_call() -> None:
             loss(y_true, y_pred), reference(loss, np.asarray(y_true), np.zeros((4, 3))), rtol=1e-6
         )
     assert len(losses._JAX_COMPILED[loss]) == losses._JAX_STATES
+
+
+# -- Huber with a delta the dtype cannot hold, or one much larger than the errors --
+
+
+def _keras_huber(delta: float, dtype: str, y_true: np.ndarray, y_pred: np.ndarray) -> tuple:
+    """Keras's value and gradient (with respect to y_pred) of its Huber class."""
+    import jax
+    import keras
+
+    loss = keras.losses.Huber(delta=delta, dtype=dtype)
+    with warnings.catch_warnings():  # Keras casts delta to the dtype: inf
+        warnings.filterwarnings("ignore", "overflow encountered in cast", RuntimeWarning)
+        value, gradient = jax.value_and_grad(lambda p: loss(jnp.asarray(y_true), p))(
+            jnp.asarray(y_pred)
+        )
+    return np.asarray(value), np.asarray(gradient)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("rows", [3, BIG // 4])
+@pytest.mark.parametrize(
+    ("delta", "dtype"), [(1e300, "float32"), (1e39, "float32"), (1e8, "float32"), (1e5, "float16")]
+)
+def test_huber_delta_much_larger_than_the_errors(
+    library: str, rows: int, delta: float, dtype: str
+) -> None:
+    """A delta the dtype cannot hold became inf, and the branch-free formula
+    NaN (Keras: the quadratic side); a delta of 10^8 in float32 cancelled the
+    reference's gradient to 0.  (Keras's gradient is NaN where delta is inf
+    in the dtype, the side not taken being inf - inf; losskit's is the
+    quadratic side's, e / size: a documented difference.)"""
+    rng = np.random.default_rng(0)
+    y_true = rng.normal(size=(rows, 4)).astype(dtype)
+    y_pred = rng.normal(size=(rows, 4)).astype(dtype)
+    want, want_gradient = _keras_huber(delta, dtype, y_true, y_pred)
+    if delta > float(np.finfo(dtype).max):
+        assert np.isnan(want_gradient).all()
+        want_gradient = (y_pred.astype("f8") - y_true.astype("f8")) / y_pred.size
+    loss = losskit.Huber(delta=delta, dtype=dtype)
+    tolerance = 2e-3 if dtype == "float16" else 2e-6
+    if library == "numpy":
+        np.testing.assert_allclose(loss(y_true, y_pred), want, rtol=tolerance)
+        return
+    if library == "jax":
+        import jax
+
+        value, gradient = jax.value_and_grad(lambda p: loss(jnp.asarray(y_true), p))(
+            jnp.asarray(y_pred)
+        )
+    else:
+        tensor = torch.tensor(y_pred, requires_grad=True)
+        value = loss(torch.tensor(y_true), tensor)
+        value.backward()
+        gradient, value = tensor.grad, value.detach()
+    np.testing.assert_allclose(np.asarray(value, dtype="f8"), want, rtol=tolerance)
+    np.testing.assert_allclose(
+        np.asarray(gradient, dtype="f8"), want_gradient, rtol=tolerance, atol=tolerance / rows
+    )

@@ -1002,3 +1002,17 @@ def test_kernels_compile_for_a_gpu() -> None:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "compiled 52 to cubin 9" in done.stdout
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_huber_delta_beyond_the_float32_range(dtype: str) -> None:
+    """A delta the kernels' float32 cannot hold was inf there, and the
+    branch-free formula's inf * 0 NaN; Keras takes the quadratic side."""
+    y_true, y_pred = inputs(regression, getattr(torch, dtype))
+    loss = losskit.Huber(delta=1e300)
+    fused = run(loss, y_true, y_pred, None, fused=True)
+    reference = run(loss, y_true, y_pred, None, fused=False)
+    torch.testing.assert_close(fused[0], reference[0], rtol=2e-5, atol=2e-5)
+    torch.testing.assert_close(fused[1].float(), reference[1].float(), rtol=1e-2, atol=1e-3)
+    error = y_pred.double() - y_true.double()
+    torch.testing.assert_close(fused[0].double(), (0.5 * error**2).mean(), rtol=1e-5, atol=0.0)

@@ -114,6 +114,17 @@ def dtype_name(dtype: Any) -> str:
     return name
 
 
+def largest_finite(xp: Namespace, dtype: Any) -> float:
+    """The largest finite value of a floating ``dtype`` (ml_dtypes' bfloat16
+    in NumPy, which ``numpy.finfo`` does not know, included)."""
+    try:
+        return float(xp.finfo(dtype).max)
+    except (TypeError, ValueError, AttributeError):
+        import ml_dtypes
+
+        return float(ml_dtypes.finfo(dtype).max)
+
+
 def standardize_float_type(dtype: Any, argument: str = "dtype") -> str:
     """Validate a float type given as a string or a library dtype object.
 

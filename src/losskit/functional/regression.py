@@ -178,9 +178,14 @@ def huber(y_true: Any, y_pred: Any, delta: float = 1.0) -> Array:
         loss = mean(where(abs(e) <= delta, 0.5 * e**2, delta * abs(e) - 0.5 * delta**2),
                     axis=-1)
 
-    computed as ``0.5 * q**2 + delta * (abs(e) - q)`` with ``q = minimum(abs(e),
-    delta)``: the same values (to rounding) with no branch, so huge errors
-    neither overflow ``e**2`` nor poison the gradient.  ``delta`` must be > 0
+    computed as ``0.5 * q**2 + delta * maximum(abs(e) - delta, 0)`` with ``q =
+    minimum(abs(e), delta)``: the same values (to rounding) with no branch, so
+    huge errors neither overflow ``e**2`` nor poison the gradient, and each
+    part passes the gradient on its own side of ``delta`` only (written as
+    ``delta * (abs(e) - q)``, the two paths cancelled: float32 gradients of a
+    ``delta`` of 10^8 came out 0).  A ``delta`` beyond the dtype's range is
+    taken as its largest value (Keras's branch then is always quadratic; inf
+    made the formula NaN).  ``delta`` must be > 0
     (Keras 3.15 accepts any value; upstream Keras now rejects non-positive ones).
 
     >>> import losskit
@@ -197,12 +202,22 @@ def huber_unchecked(y_true: Any, y_pred: Any, delta: float) -> Array:
     return huber_values(xp, y_true, y_pred, float(delta))
 
 
+def delta_within(delta: float, largest: float) -> float:
+    """Huber's ``delta`` as a dtype whose largest finite value is ``largest``
+    holds it.  A larger ``delta`` becomes inf in that dtype, and the
+    branch-free formula's ``delta * (abs(e) - q)`` then ``inf * 0 = NaN``
+    (Keras's branch takes the quadratic side); ``largest`` instead changes no
+    value, since every finite error is within it."""
+    return min(float(delta), largest)
+
+
 def huber_values(xp: Namespace, y_true: Array, y_pred: Array, delta: float) -> Array:
     """:func:`huber`'s math on checked arrays (``delta``: checked)."""
-    delta = float(delta)
     abs_error = xp.abs(y_pred - y_true)
+    delta = delta_within(delta, _array.largest_finite(xp, abs_error.dtype))
     quadratic_part = _array.minimum(xp, abs_error, delta)
-    return _array.mean(xp, 0.5 * xp.square(quadratic_part) + delta * (abs_error - quadratic_part))
+    linear_part = _array.maximum(xp, abs_error - delta, 0.0)
+    return _array.mean(xp, 0.5 * xp.square(quadratic_part) + delta * linear_part)
 
 
 @_array.returns_array

@@ -44,6 +44,7 @@ import numpy as np
 
 from losskit import _array, _config
 from losskit.functional import segmentation
+from losskit.functional.regression import delta_within
 
 __all__ = [
     "MIN_ELEMENTS",
@@ -565,7 +566,8 @@ def regression_sums(
     if weights is None:
         return None
     constants = {"epsilon": _config.epsilon(), "delta": 1.0, **constants}
-    eps, delta = dtype.type(constants["epsilon"]), dtype.type(constants["delta"])
+    eps = dtype.type(constants["epsilon"])
+    delta = dtype.type(delta_within(constants["delta"], _array.largest_finite(np, dtype)))
     t, p = np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred)
     if groups is not None:
         return _grouped_regression_pass(t, p, weights, eps, delta, groups, slots)
@@ -730,8 +732,12 @@ def _labels_not_all_binary(t: np.ndarray) -> bool:
 
 def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, ...]:
     """The loss's constants (epsilon, delta, ...) in the dtype of the input, as
-    the reference and Keras hold them, so float32 kernels compute in float32."""
-    return tuple(p.dtype.type(x) for x in (plan.a, plan.b, *plan.more))
+    the reference and Keras hold them, so float32 kernels compute in float32
+    (Huber's delta within the dtype's range, as the reference holds it)."""
+    a = plan.a
+    if plan.binding.entry == "huber":
+        a = delta_within(a, _array.largest_finite(np, p.dtype))
+    return tuple(p.dtype.type(x) for x in (a, plan.b, *plan.more))
 
 
 def _rescale(plan: Plan, block: np.ndarray, features: int) -> float:

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from losskit import _config
+from losskit.functional.regression import delta_within
 
 __all__ = [
     "assume_finite",
@@ -193,6 +194,9 @@ def _table() -> dict[str, _Kernel]:
     }
 
 
+F32_MAX = float(np.finfo(np.float32).max)
+
+
 def _f32(x: float) -> float:
     """``x`` rounded to float32, as the reference holds a Python constant."""
     return float(np.float32(x))
@@ -208,7 +212,8 @@ def _constants(binding: Any, classes: int) -> Constants:
     smoothing = values.get("label_smoothing", 0.0)
     entry = binding.entry
     if entry == "huber":
-        return _f32(values["delta"]), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        # (the kernels compute in float32: a larger delta would be inf there)
+        return _f32(delta_within(values["delta"], F32_MAX)), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     if entry == "hinge":
         return 0.0, values["squared"], 0.0, 0.0, 0.0, 0.0, 0.0
     if entry == "cosine_similarity":
