@@ -255,3 +255,43 @@ def test_huber_delta_much_larger_than_the_errors(
     np.testing.assert_allclose(
         np.asarray(gradient, dtype="f8"), want_gradient, rtol=tolerance, atol=tolerance / rows
     )
+
+
+# -- empty batches and empty class axes ------------------------------------------------
+
+
+def _as(library: str, array: np.ndarray) -> object:
+    return {"numpy": np.asarray, "torch": torch.tensor, "jax": jnp.asarray}[library](array)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("reduction", ["sum_over_batch_size", "sum", None])
+def test_circle_of_an_empty_batch_is_an_empty_loss(library: str, reduction: str | None) -> None:
+    """Keras returns the loss of shape (0,) as it is; losskit failed inside the
+    array library (the maximum over no references)."""
+    labels, embeddings = np.zeros((0,), "int64"), np.zeros((0, 4), "float32")
+    loss = losskit.Circle(reduction=reduction)(_as(library, labels), _as(library, embeddings))
+    assert tuple(loss.shape) == (0,)
+    assert np.asarray(loss).dtype == np.float32
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: losskit.CategoricalCrossentropy(from_logits=True),
+        lambda: losskit.CategoricalCrossentropy(label_smoothing=0.1),
+        lambda: losskit.CategoricalFocalCrossentropy(from_logits=True),
+        lambda: losskit.CategoricalFocalCrossentropy(label_smoothing=0.1),
+        lambda: losskit.SparseCategoricalCrossentropy(from_logits=True),
+    ],
+)
+def test_crossentropies_of_no_classes_are_zero(library: str, make: object) -> None:
+    """Keras gives 0; losskit raised inside the array library (the maximum of
+    the logits) or a bare ZeroDivisionError (label smoothing)."""
+    loss = make()  # type: ignore[operator]
+    y_pred = np.zeros((2, 0), "float32")
+    y_true = np.zeros(2, "int64") if "sparse" in loss.name else y_pred
+    assert float(loss(_as(library, y_true), _as(library, y_pred))) == 0.0
+    loss.reduction = None
+    assert tuple(loss(_as(library, y_true), _as(library, y_pred)).shape) == (2,)

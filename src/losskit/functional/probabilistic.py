@@ -147,9 +147,18 @@ def binary_crossentropy_unchecked(
     return _array.mean(xp, elementwise, axis=axis)
 
 
+def _smoothed(y_true: Array, label_smoothing: float, num_classes: int) -> Array:
+    """One-hot targets with ``label_smoothing`` spread over the classes (no
+    class at all: nothing to spread, where the division raised)."""
+    share = label_smoothing / num_classes if num_classes else 0.0
+    return y_true * (1.0 - label_smoothing) + share
+
+
 def log_softmax(xp: Namespace, x: Array, axis: int) -> Array:
     """``x - logsumexp(x, axis)``, shifted by the maximum for stability (a
     constant for autodiff, as in Keras)."""
+    if x.shape[axis] == 0:  # no classes: nothing to normalise (the maximum has no identity)
+        return x
     shifted = x - _array.no_gradient(xp, _array.amax(xp, x, axis=axis, keepdims=True))
     return shifted - xp.log(_array.total(xp, xp.exp(shifted), axis=axis, keepdims=True))
 
@@ -213,8 +222,7 @@ def categorical_crossentropy_unchecked(
     class_axis = _array.normalize_axis(axis, y_pred.ndim)
     _warn_single_class("categorical_crossentropy", tuple(y_pred.shape), class_axis)
     if label_smoothing:
-        num_classes = y_pred.shape[class_axis]
-        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
+        y_true = _smoothed(y_true, label_smoothing, y_pred.shape[class_axis])
     log_prob = log_probabilities(xp, y_pred, from_logits, class_axis)
     return -_array.total(xp, y_true * log_prob, axis=class_axis)
 
@@ -554,8 +562,7 @@ def categorical_focal_crossentropy_unchecked(
     _warn_single_class("categorical_focal_crossentropy", tuple(y_pred.shape), class_axis)
     weights = _class_weights(xp, _alpha_values(alpha), y_pred, class_axis)
     if label_smoothing:
-        num_classes = y_pred.shape[class_axis]
-        y_true = y_true * (1.0 - label_smoothing) + label_smoothing / num_classes
+        y_true = _smoothed(y_true, label_smoothing, y_pred.shape[class_axis])
     eps = _config.epsilon()
     if from_logits:
         log_p = log_softmax(xp, y_pred, class_axis)
