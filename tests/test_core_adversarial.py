@@ -295,3 +295,34 @@ def test_crossentropies_of_no_classes_are_zero(library: str, make: object) -> No
     assert float(loss(_as(library, y_true), _as(library, y_pred))) == 0.0
     loss.reduction = None
     assert tuple(loss(_as(library, y_true), _as(library, y_pred)).shape) == (2,)
+
+
+def test_numpy_integers_where_keras_takes_an_int() -> None:
+    """num_classes=y.max() + 1 and axis=np.int64(-1) were refused (Keras takes
+    them); configs hold Python ints, so they stay JSON."""
+    import json
+
+    labels = np.array([0, 2, 1])
+    one_hot = losskit.to_categorical(labels, num_classes=labels.max() + 1)
+    np.testing.assert_array_equal(one_hot, np.eye(3)[labels])
+    y_true, y_pred = np.eye(3, dtype="float32"), np.full((3, 3), 1 / 3, "float32")
+    for cls in (
+        losskit.CategoricalCrossentropy,
+        losskit.BinaryCrossentropy,
+        losskit.SparseCategoricalCrossentropy,
+        losskit.CategoricalFocalCrossentropy,
+        losskit.BinaryFocalCrossentropy,
+        losskit.CosineSimilarity,
+        losskit.Dice,
+        losskit.Tversky,
+    ):
+        config = cls(axis=np.int64(-1)).get_config()
+        assert type(config["axis"]) is int
+        json.dumps(config)
+    assert losskit.Dice(axis=[np.int32(1)]).get_config()["axis"] == [1]
+    np.testing.assert_allclose(
+        losskit.categorical_crossentropy(y_true, y_pred, axis=np.int32(-1)), np.log(3.0), rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        losskit.cosine_similarity(y_true, y_pred, axis=np.int64(0)), -1 / np.sqrt(3), rtol=1e-6
+    )

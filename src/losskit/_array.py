@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import numbers
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
@@ -419,8 +420,18 @@ def check_min_rank(x: Array, rank: int, argument: str, loss: str) -> None:
         )
 
 
+def python_int(value: Any) -> Any:
+    """A NumPy (or other ``numbers.Integral``) integer as a Python int, as
+    Keras takes them (``num_classes=labels.max() + 1``, an ``axis`` computed
+    with NumPy); anything else unchanged, for the caller's check."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
 def normalize_axis(axis: int, ndim: int, argument: str = "axis") -> int:
     """``axis`` as a non-negative index into ``ndim`` dimensions."""
+    axis = python_int(axis)
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(
             f"`{argument}` must be an int. Received: {argument}={axis!r} of "
@@ -435,6 +446,7 @@ def normalize_axes(axis: int | Sequence[int] | None, ndim: int) -> tuple[int, ..
     """``axis`` (None, an int or a sequence of ints) as sorted non-negative ints."""
     if axis is None:
         return None
+    axis = python_int(axis)
     axes = (axis,) if isinstance(axis, int) else tuple(axis)
     normalized = tuple(normalize_axis(a, ndim) for a in axes)
     if len(set(normalized)) != len(normalized):

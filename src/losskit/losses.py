@@ -686,7 +686,7 @@ class BinaryCrossentropy(_BuiltinLoss):
         dtype: Any = None,
     ) -> None:
         check_label_smoothing(label_smoothing)
-        check_class_axis(axis)
+        axis = check_class_axis(axis)
         super().__init__(
             reduction,
             name,
@@ -719,7 +719,7 @@ class CategoricalCrossentropy(_BuiltinLoss):
         dtype: Any = None,
     ) -> None:
         check_label_smoothing(label_smoothing)
-        check_class_axis(axis)
+        axis = check_class_axis(axis)
         super().__init__(
             reduction,
             name,
@@ -756,7 +756,7 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
         dtype: Any = None,
     ) -> None:
         check_ignore_class(ignore_class)
-        check_class_axis(axis)
+        axis = check_class_axis(axis)
         super().__init__(
             reduction,
             name,
@@ -852,7 +852,7 @@ class BinaryFocalCrossentropy(_BuiltinLoss):
         check_binary_alpha(alpha)
         check_focal_gamma(gamma)
         check_label_smoothing(label_smoothing)
-        check_class_axis(axis)
+        axis = check_class_axis(axis)
         super().__init__(
             reduction,
             name,
@@ -896,7 +896,7 @@ class CategoricalFocalCrossentropy(_BuiltinLoss):
         check_categorical_alpha(alpha)
         check_focal_gamma(gamma)
         check_label_smoothing(label_smoothing)
-        check_class_axis(axis)
+        axis = check_class_axis(axis)
         super().__init__(
             reduction,
             name,
@@ -1011,8 +1011,11 @@ class Circle(_BuiltinLoss):
 def _config_axis(axis: Any) -> Any:
     """Validate an axis argument (None, an int or a sequence of ints) and
     return it unchanged, so the config holds what the caller gave."""
+    axis = _array.python_int(axis)
     if axis is None or (isinstance(axis, int) and not isinstance(axis, bool)):
         return axis
+    if isinstance(axis, (list, tuple)):
+        axis = type(axis)(_array.python_int(a) for a in axis)
     if isinstance(axis, Sequence) and all(
         isinstance(a, int) and not isinstance(a, bool) for a in axis
     ):

@@ -43,6 +43,7 @@ def to_categorical(labels: Any, num_classes: int | None = None) -> Array:
         if _array.size(values.shape) == 0:
             raise ValueError("to_categorical: give `num_classes` for empty `labels`.")
         num_classes = int(xp.max(values)) + 1
+    num_classes = _array.python_int(num_classes)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(
             f"`num_classes` must be a positive int. Received: num_classes={num_classes!r}."

@@ -94,7 +94,9 @@ def check_label_smoothing(label_smoothing: Any) -> float:
 
 
 def check_class_axis(axis: Any) -> int:
-    """``axis`` of a crossentropy must be a single int (Keras rejects bools)."""
+    """``axis`` of a crossentropy must be a single int (Keras rejects bools;
+    NumPy integers are taken as ints)."""
+    axis = _array.python_int(axis)
     if isinstance(axis, bool) or not isinstance(axis, int):
         raise TypeError(
             f"`axis` must be of type int. Received: axis={axis!r} of type {type(axis).__name__}."
