@@ -647,3 +647,16 @@ def test_a_figure_under_a_file_says_it_is_not_a_directory(
 ) -> None:
     path = write(make_data(n=30), tmp_path / "data.csv")
     one_line_error([str(path), "--plot", str(path / "x.png")], capsys, 1, "is not a directory")
+
+
+def test_a_figure_that_cannot_be_prepared_leaves_no_result_behind(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--plot through a link into a missing directory failed after the
+    --output temporary file was made, and left it there."""
+    path = write(make_data(n=30), tmp_path / "data.csv")
+    (tmp_path / "dangling.png").symlink_to(tmp_path / "missing" / "x.png")
+    args = [str(path), "--output", str(tmp_path / "out.json"), "--plot"]
+    one_line_error([*args, str(tmp_path / "dangling.png")], capsys, 1, "does not exist")
+    one_line_error([*args, ""], capsys, 1, "--plot ''")
+    assert sorted(os.listdir(tmp_path)) == ["dangling.png", "data.csv"]

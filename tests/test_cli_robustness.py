@@ -464,6 +464,7 @@ def test_running_out_of_memory_is_one_line_with_advice(
         (["--scheduler", ""], "--scheduler ''"),
         (["--y-true", "y_true,,y_true"], "an empty column name"),
         (["--y-pred", "y_pred,"], "an empty column name"),
+        (["--y-true", " "], "--y-true ' ': give a column name"),
     ],
 )
 def test_empty_option_values_are_usage_errors(

@@ -326,3 +326,30 @@ def test_numpy_integers_where_keras_takes_an_int() -> None:
     np.testing.assert_allclose(
         losskit.cosine_similarity(y_true, y_pred, axis=np.int64(0)), -1 / np.sqrt(3), rtol=1e-6
     )
+
+
+def test_huber_delta_beyond_float32_on_torch_keeps_infinite_errors_infinite() -> None:
+    """torch's own huber_loss (the lowering) got the delta as given: an
+    infinite error gave NaN there, inf on the reference and in Keras."""
+    y_true = torch.zeros(4, 3)
+    y_pred = torch.tensor([[float("inf"), 1.0, 2.0]] * 4)
+    loss = losskit.Huber(delta=1e300)
+    assert float(loss(y_true, y_pred)) == float("inf")
+    assert float(reference(loss, y_true, y_pred)) == float("inf")
+
+
+def test_circle_of_an_empty_torch_batch_keeps_the_graph() -> None:
+    embeddings = torch.zeros((0, 4), requires_grad=True)
+    loss = losskit.Circle()(torch.zeros(0, dtype=torch.int64), embeddings)
+    loss.sum().backward()
+    assert embeddings.grad is not None
+    assert tuple(embeddings.grad.shape) == (0, 4)
+
+
+def test_numpy_integer_ignore_class_is_stored_as_an_int() -> None:
+    from losskit.streaming import LossAccumulator
+
+    config = losskit.SparseCategoricalCrossentropy(ignore_class=np.int64(0)).get_config()
+    assert type(config["ignore_class"]) is int
+    plain = LossAccumulator(losskit.SparseCategoricalCrossentropy(ignore_class=0))
+    plain.merge(LossAccumulator(losskit.SparseCategoricalCrossentropy(ignore_class=np.int64(0))))

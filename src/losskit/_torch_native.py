@@ -53,6 +53,7 @@ from collections.abc import Callable
 from typing import Any
 
 from losskit import _config, kernels
+from losskit.functional.regression import delta_within
 
 __all__ = ["native_call"]
 
@@ -279,7 +280,10 @@ def _mean_absolute_error(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Ten
 
 
 def _huber(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tensor:
-    huber_loss, delta = _FACTS["nn"].huber_loss, loss._fn_kwargs["delta"]
+    huber_loss = _FACTS["nn"].huber_loss
+    # within the dtype's range, as the reference holds it (an inf error with a
+    # larger delta was NaN here, inf there)
+    delta = delta_within(loss._fn_kwargs["delta"], float(sys.modules["torch"].finfo(p.dtype).max))
     return _elementwise(lambda p, t, r: huber_loss(p, t, r, delta), p, t, reduction)
 
 

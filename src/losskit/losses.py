@@ -755,7 +755,7 @@ class SparseCategoricalCrossentropy(_BuiltinLoss):
         name: str = "sparse_categorical_crossentropy",
         dtype: Any = None,
     ) -> None:
-        check_ignore_class(ignore_class)
+        ignore_class = check_ignore_class(ignore_class)
         axis = check_class_axis(axis)
         super().__init__(
             reduction,

@@ -572,7 +572,7 @@ def _columns(text: str, option: str) -> tuple[str, ...]:
     (``t0,,t1`` was read as ``t0,t1``)."""
     names = tuple(n.strip() for n in text.split(","))
     if not any(names):
-        raise CLIError(f"{option} needs a column name.")
+        raise UsageError(f"{option} {text!r}: give a column name.")
     if not all(names):
         raise UsageError(
             f"{option} {text!r}: an empty column name (two commas in a row, or one at "
@@ -797,13 +797,14 @@ def _distinct_warnings(caught: Sequence[warnings.WarningMessage]) -> list[str]:
 
 def main(options: Options) -> int:
     """Run ``losskit evaluate``: check the outputs, evaluate, write the result."""
-    if options.plot:
+    if options.plot is not None:
         _check_plot(options.plot, options.output)
     # Both outputs are checked before any input is read, and written together
     # once everything has succeeded: a failed run leaves both as they were.
     output = prepare_output(options.output)
-    figure = prepare_output(options.plot, "--plot") if options.plot else None
+    figure: Output | None = None
     try:
+        figure = prepare_output(options.plot, "--plot") if options.plot is not None else None
         # Warnings (a library's, such as Keras's on one-class crossentropy)
         # are reported once each, in one line, after the evaluation.
         with warnings.catch_warnings(record=True) as caught:

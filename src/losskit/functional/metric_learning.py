@@ -187,9 +187,9 @@ def _masked_logsumexp(xp: Namespace, x: Array, mask: Array) -> Array:
     """``log(sum(exp(x[i, j]) for j where mask[i, j]))`` over the last axis,
     ``-inf`` for rows with no entries, and a gradient of exactly 0 for the
     entries left out (so their values, however large, never make it NaN)."""
-    if x.shape[-1] == 0:  # no reference at all (an empty batch): max() has no identity
-        return xp.full(x.shape[:-1], -math.inf, dtype=x.dtype, device=_array.device_of(x))
     minus_inf = _array.scalar(xp, -math.inf, x)
+    if x.shape[-1] == 0:  # no reference at all (an empty batch): max() has no identity
+        return xp.sum(x, axis=-1) + minus_inf  # (a sum, so autograd's graph holds)
     kept = xp.where(mask, x, minus_inf)
     peak = _array.no_gradient(xp, xp.max(kept, axis=-1, keepdims=True))
     peak = xp.where(xp.isfinite(peak), peak, xp.zeros_like(peak))
