@@ -353,3 +353,55 @@ def test_numpy_integer_ignore_class_is_stored_as_an_int() -> None:
     assert type(config["ignore_class"]) is int
     plain = LossAccumulator(losskit.SparseCategoricalCrossentropy(ignore_class=0))
     plain.merge(LossAccumulator(losskit.SparseCategoricalCrossentropy(ignore_class=np.int64(0))))
+
+
+# -- mixed libraries, Dask with unknown chunk sizes, array-api-strict ----------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+@pytest.mark.parametrize(
+    "make", [losskit.SparseCategoricalCrossentropy, losskit.CategoricalGeneralizedCrossEntropy]
+)
+def test_float16_labels_on_the_fused_path(library: str, make: object) -> None:
+    """Numba has no float16: such labels raised NotImplementedError from inside
+    it from 2^15 elements on (small inputs and int labels were right)."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 4, BIG // 4)
+    y_pred = rng.random((BIG // 4, 4)).astype("float32")
+    loss = make()  # type: ignore[operator]
+    want = float(loss(labels, y_pred))
+    convert = torch.from_numpy if library == "torch" else np.asarray
+    got = float(loss(convert(labels.astype(np.float16)), convert(y_pred)))
+    assert got == pytest.approx(want, rel=1e-6)
+
+
+def test_boolean_mask_with_a_loss_mask_on_array_api_strict() -> None:
+    """`mask != 0` is not defined for booleans by the standard: a boolean mask
+    with ignore_class raised a TypeError on array-api-strict."""
+    xps = pytest.importorskip("array_api_strict")
+    y_pred = [[0.5, 0.25, 0.25]] * 3
+    loss = losskit.SparseCategoricalCrossentropy(ignore_class=2)
+    want = float(loss(np.array([0, 1, 2]), np.array(y_pred), mask=np.array([True, True, False])))
+    got = loss(xps.asarray([0, 1, 2]), xps.asarray(y_pred), mask=xps.asarray([True, True, False]))
+    assert float(got) == pytest.approx(want)
+
+
+def test_dask_batches_of_unknown_chunk_sizes() -> None:
+    """The streaming accumulators raised 'cannot convert float NaN to integer';
+    Circle and CTC failed inside Dask's graph building."""
+    da = pytest.importorskip("dask.array")
+    from losskit.streaming import LossAccumulator
+
+    values = np.array([[1.0, 2.0], [3.0, 4.0], [-1.0, 0.0]])
+    x = da.from_array(values, chunks=2)
+    kept = x[x[:, 0] > 0]
+    accumulator = LossAccumulator("mse")
+    accumulator.update(kept * 0, kept)
+    assert accumulator.result() == pytest.approx(7.5)
+    labels = da.from_array(np.arange(3), chunks=2)[x[:, 0] > 0]
+    with pytest.raises(ValueError, match=r"circle: `y_true` has dimensions of unknown size"):
+        losskit.Circle()(labels, x)
+    with pytest.raises(ValueError, match=r"compute_chunk_sizes"):
+        losskit.CTC()(
+            da.ones((3, 2), dtype=int, chunks=2), da.ones((3, 5, 4), chunks=2)[x[:, 0] > 0]
+        )

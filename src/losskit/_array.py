@@ -388,6 +388,18 @@ def unknown_dim(dim: Any) -> bool:
     return dim is None or (isinstance(dim, float) and math.isnan(dim))
 
 
+def check_known_shape(x: Array, argument: str, loss: str) -> None:
+    """Fail clearly on dimensions of unknown size (a Dask array after boolean
+    indexing) where a loss needs their sizes (Circle's pairs, CTC's steps):
+    Dask's own error came from inside the graph building."""
+    if any(unknown_dim(dim) for dim in x.shape):
+        raise ValueError(
+            f"{loss}: `{argument}` has dimensions of unknown size {tuple(x.shape)} (a Dask "
+            f"array after boolean indexing?); {loss} needs their sizes: call "
+            "`.compute_chunk_sizes()` on it first."
+        )
+
+
 def same_shape(shape1: Sequence[Any], shape2: Sequence[Any]) -> bool:
     """Equal shapes, where an unknown dimension matches any other: the check
     is left to the computation (Dask raises on mismatched chunks)."""

@@ -191,7 +191,9 @@ class Loss:
                 mask = loss_mask
             else:
                 user_mask = _array.as_array(xp, mask, "mask", device=_array.device_of(y_pred))
-                mask = xp.logical_and(user_mask != 0, loss_mask)
+                if user_mask.dtype != xp.bool:  # (the standard has no bool != int)
+                    user_mask = user_mask != 0
+                mask = xp.logical_and(user_mask, loss_mask)
         return reduce_weighted_values(
             values,
             sample_weight=sample_weight,

@@ -993,6 +993,9 @@ class _Accumulation:
         """What a batch adds, computed without reading or changing the
         accumulated state: threads may compute batches at once, as long as
         :meth:`_add_statistics` adds them one at a time."""
+        y_true, y_pred, sample_weight, mask, groups = (
+            _with_known_shape(x) for x in (y_true, y_pred, sample_weight, mask, groups)
+        )
         unique_keys: list[Hashable] | np.ndarray | None = None
         if groups is None:
             inverse, n = None, 1
@@ -1426,6 +1429,16 @@ def _sorting_order(keys: list[Hashable]) -> np.ndarray:
 def _type_rank(key: Hashable) -> str:
     """Numbers (bool, int, float) compare with each other: one rank."""
     return "" if isinstance(key, (int, float)) else type(key).__name__
+
+
+def _with_known_shape(x: Any) -> Any:
+    """A Dask array whose chunk sizes are unknown (after boolean indexing)
+    with them computed: the batch's losses come to host memory anyway, and
+    its size must be known to count it; anything else unchanged."""
+    shape = getattr(x, "shape", ())
+    if any(_array.unknown_dim(dim) for dim in shape) and hasattr(x, "compute_chunk_sizes"):
+        return x.compute_chunk_sizes()
+    return x
 
 
 def _batch_size(y_pred: Any) -> int:

@@ -161,6 +161,13 @@ def _labels(xp: Namespace, labels: Any, argument: str, device: Any) -> Array:
 def _check_shapes(
     embeddings: Array, labels: Array, references: Array, reference_labels: Array
 ) -> None:
+    for array, argument in (
+        (embeddings, "y_pred"),
+        (labels, "y_true"),
+        (references, "ref_embeddings"),
+        (reference_labels, "ref_labels"),
+    ):
+        _array.check_known_shape(array, argument, "circle")
     if (
         embeddings.ndim != 2
         or references.ndim != 2

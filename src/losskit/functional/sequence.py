@@ -94,6 +94,8 @@ def ctc(y_true: Any, y_pred: Any) -> Array:
 def _ctc_inputs(y_true: Any, y_pred: Any) -> tuple[Namespace, Array, Array]:
     xp, logits = _array.prediction_array(y_pred)
     labels = _array.as_array(xp, y_true, "y_true", device=_array.device_of(logits))
+    _array.check_known_shape(labels, "y_true", "ctc")
+    _array.check_known_shape(logits, "y_pred", "ctc")
     if labels.ndim != 2:
         raise ValueError(
             "ctc: `y_true` must be integer labels of shape (batch_size, max_label_length). "

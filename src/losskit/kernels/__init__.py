@@ -399,7 +399,7 @@ def _inputs(plan: Plan, y_true: Any, y_pred: np.ndarray, dtype: Any) -> _Inputs 
     if t is None:  # (size and rank: checked by _large_enough before the lock)
         return None
     if plan.labels:
-        if t.dtype.kind not in "iuf":
+        if t.dtype.kind not in "iuf" or t.dtype == np.float16:  # (Numba has no float16)
             return None
         if y_pred.shape[-1] == 1 and t.ndim == y_pred.ndim - 1:
             return None  # Keras squeezes such a y_pred first, then rejects the shapes
