@@ -405,3 +405,17 @@ def test_dask_batches_of_unknown_chunk_sizes() -> None:
         losskit.CTC()(
             da.ones((3, 2), dtype=int, chunks=2), da.ones((3, 5, 4), chunks=2)[x[:, 0] > 0]
         )
+
+
+def test_dask_labels_and_weights_with_torch_predictions() -> None:
+    """A Dask y_true or sample_weight with a torch y_pred was refused with
+    'invalid DLPack capsule'; with NumPy, JAX or array-api-strict predictions
+    it is computed and taken, and now with torch too."""
+    da = pytest.importorskip("dask.array")
+    y_true = da.from_array(np.eye(2), chunks=1)
+    got = losskit.mean_squared_error(y_true, torch.zeros(2, 2, dtype=torch.float64))
+    assert isinstance(got, torch.Tensor)
+    np.testing.assert_allclose(got.numpy(), [0.5, 0.5])
+    weights = da.from_array(np.array([1.0, 0.0]), chunks=1)
+    got = losskit.MeanSquaredError()(torch.ones(2, 2), torch.zeros(2, 2), sample_weight=weights)
+    assert float(got) == pytest.approx(0.5)

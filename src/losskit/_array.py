@@ -293,12 +293,15 @@ def _convert_foreign(xp: Namespace, x: Array, argument: str, device: Any) -> Arr
 
     DLPack first, which shares memory and keeps the shape (``torch.asarray``
     flattens a JAX array); the target's ``asarray`` where DLPack cannot carry
-    the array (NumPy's read-only arrays, Dask).  The shape is checked after
+    the array (NumPy's read-only arrays, Dask); last, through NumPy (Dask for
+    torch).  The shape is checked after
     either, so a conversion never reshapes silently.
     """
     shape = tuple(x.shape)
     attempts = (
-        (_via_asarray, _via_dlpack) if isinstance(x, _np.ndarray) else (_via_dlpack, _via_asarray)
+        (_via_asarray, _via_dlpack)
+        if isinstance(x, _np.ndarray)
+        else (_via_dlpack, _via_asarray, _via_numpy)
     )
     errors = []
     for convert in attempts:
@@ -329,6 +332,13 @@ def _via_dlpack(xp: Namespace, x: Array, device: Any) -> Array:
 
 def _via_asarray(xp: Namespace, x: Array, device: Any) -> Array:
     return xp.asarray(x, device=device)
+
+
+def _via_numpy(xp: Namespace, x: Array, device: Any) -> Array:
+    """Through NumPy: a Dask array (computed, as ``asarray`` computes it for
+    NumPy, JAX and array-api-strict) for torch, which reads neither its
+    DLPack nor its ``__array__``."""
+    return xp.asarray(_np.asarray(x), device=device)
 
 
 def prediction_array(y_pred: Any) -> tuple[Namespace, Array]:
