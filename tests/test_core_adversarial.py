@@ -419,3 +419,28 @@ def test_dask_labels_and_weights_with_torch_predictions() -> None:
     weights = da.from_array(np.array([1.0, 0.0]), chunks=1)
     got = losskit.MeanSquaredError()(torch.ones(2, 2), torch.zeros(2, 2), sample_weight=weights)
     assert float(got) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("rows", [5, BIG // 8, (1 << 19) // 8])
+def test_huber_hessian_vector_product_forward_over_reverse_on_torch(rows: int) -> None:
+    """torch's huber_loss (the lowering) has no forward-mode derivative of its
+    backward: jvp over grad raised NotImplementedError in PyTorch at every size."""
+    from torch import func
+
+    generator = torch.Generator().manual_seed(0)
+    y_true, y_pred, vector = (
+        torch.randn(rows, 8, dtype=torch.float64, generator=generator) for _ in range(3)
+    )
+    loss = losskit.Huber(delta=0.5, dtype="float64")
+
+    def product() -> object:
+        gradient = func.grad(lambda p: loss(y_true, p))
+        return func.jvp(gradient, (y_pred,), (vector,))[1]
+
+    got = product()
+    with losskit.prefer_backend("reference"):
+        want = product()
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0.0)
+    # the second derivative of the mean: 1 / size inside delta, 0 outside
+    inside = ((y_pred - y_true).abs() <= 0.5).double()
+    torch.testing.assert_close(got, vector * inside / y_pred.numel(), rtol=1e-12, atol=1e-15)

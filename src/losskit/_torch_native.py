@@ -103,7 +103,7 @@ def native_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
     """The loss computed with torch's fused operations, or None where the
     call is not eligible (see the module docstring)."""
     torch = sys.modules.get("torch")
-    if torch is None or mask is not None:
+    if torch is None or mask is not None or torch.compiler.is_compiling():
         return None
     facts = _FACTS or _read_facts(torch)
     tensor_types = facts["types"]
@@ -119,7 +119,7 @@ def native_call(loss: Any, y_true: Any, y_pred: Any, sample_weight: Any, mask: A
             return None
     elif not _pair_fits(y_true, y_pred):
         return None
-    if torch.compiler.is_compiling() or _config.backend_preference() != "fast":
+    if _config.backend_preference() != "fast":
         return None
     if sample_weight is None:
         return found.compute(loss, y_true, y_pred, _KERAS_TO_TORCH[loss.reduction])
@@ -277,6 +277,17 @@ def _mean_squared_error(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tens
 
 def _mean_absolute_error(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tensor:
     return _elementwise(_FACTS["nn"].l1_loss, p, t, reduction)
+
+
+def _without_forward_mode(arguments: dict[str, Any], y_pred: Tensor) -> bool:
+    """Whether no forward-mode derivative can be asked of the call: torch's
+    ``huber_loss`` has none for its backward, so a Hessian-vector product by
+    ``torch.func.jvp`` over ``grad`` (or forward-mode Jacobians) failed in
+    PyTorch; under function transforms and dual levels the reference goes."""
+    torch = sys.modules["torch"]
+    forward_ad = sys.modules.get("torch.autograd.forward_ad")
+    dual_level = -1 if forward_ad is None else forward_ad._current_level
+    return not torch._C._are_functorch_transforms_active() and dual_level < 0
 
 
 def _huber(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tensor:
@@ -475,7 +486,9 @@ def _register() -> dict[type, _Lowering]:
                 _mean_squared_error, native_below=_elementwise_crossover
             ),
             losses.MeanAbsoluteError: _Lowering(_mean_absolute_error),
-            losses.Huber: _Lowering(_huber, native_below=_elementwise_crossover),
+            losses.Huber: _Lowering(
+                _huber, _without_forward_mode, native_below=_elementwise_crossover
+            ),
             losses.Poisson: _Lowering(_poisson),
             losses.MeanAbsolutePercentageError: _Lowering(_mean_absolute_percentage_error),
             losses.MeanSquaredLogarithmicError: _Lowering(_mean_squared_logarithmic_error),
