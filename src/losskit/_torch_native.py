@@ -294,7 +294,7 @@ def _huber(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tensor:
     huber_loss = _FACTS["nn"].huber_loss
     # within the dtype's range, as the reference holds it (an inf error with a
     # larger delta was NaN here, inf there)
-    delta = delta_within(loss._fn_kwargs["delta"], float(sys.modules["torch"].finfo(p.dtype).max))
+    delta = delta_within(loss._fn_kwargs["delta"], sys.modules["torch"], p.dtype)
     return _elementwise(lambda p, t, r: huber_loss(p, t, r, delta), p, t, reduction)
 
 

@@ -202,19 +202,19 @@ def huber_unchecked(y_true: Any, y_pred: Any, delta: float) -> Array:
     return huber_values(xp, y_true, y_pred, float(delta))
 
 
-def delta_within(delta: float, largest: float) -> float:
-    """Huber's ``delta`` as a dtype whose largest finite value is ``largest``
-    holds it.  A larger ``delta`` becomes inf in that dtype, and the
-    branch-free formula's ``delta * (abs(e) - q)`` then ``inf * 0 = NaN``
-    (Keras's branch takes the quadratic side); ``largest`` instead changes no
-    value, since every finite error is within it."""
-    return min(float(delta), largest)
+def delta_within(delta: float, xp: Any, dtype: Any) -> float:
+    """Huber's ``delta`` as ``dtype`` (of the array library ``xp``) holds it:
+    at most its largest finite value.  A larger ``delta`` becomes inf in that
+    dtype, and the branch-free formula's linear part then ``inf * 0 = NaN``
+    (Keras's branch takes the quadratic side); the largest value instead
+    changes no value, since every finite error is within it."""
+    return min(float(delta), _array.largest_finite(xp, dtype))
 
 
 def huber_values(xp: Namespace, y_true: Array, y_pred: Array, delta: float) -> Array:
     """:func:`huber`'s math on checked arrays (``delta``: checked)."""
     abs_error = xp.abs(y_pred - y_true)
-    delta = delta_within(delta, _array.largest_finite(xp, abs_error.dtype))
+    delta = delta_within(delta, xp, abs_error.dtype)
     quadratic_part = _array.minimum(xp, abs_error, delta)
     linear_part = _array.maximum(xp, abs_error - delta, 0.0)
     return _array.mean(xp, 0.5 * xp.square(quadratic_part) + delta * linear_part)

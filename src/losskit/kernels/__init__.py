@@ -567,7 +567,7 @@ def regression_sums(
         return None
     constants = {"epsilon": _config.epsilon(), "delta": 1.0, **constants}
     eps = dtype.type(constants["epsilon"])
-    delta = dtype.type(delta_within(constants["delta"], _array.largest_finite(np, dtype)))
+    delta = dtype.type(delta_within(constants["delta"], np, dtype))
     t, p = np.ascontiguousarray(y_true), np.ascontiguousarray(y_pred)
     if groups is not None:
         return _grouped_regression_pass(t, p, weights, eps, delta, groups, slots)
@@ -736,7 +736,7 @@ def _constants(plan: Plan, p: np.ndarray) -> tuple[Any, ...]:
     (Huber's delta within the dtype's range, as the reference holds it)."""
     a = plan.a
     if plan.binding.entry == "huber":
-        a = delta_within(a, _array.largest_finite(np, p.dtype))
+        a = delta_within(a, np, p.dtype)
     return tuple(p.dtype.type(x) for x in (a, plan.b, *plan.more))
 
 

@@ -194,9 +194,6 @@ def _table() -> dict[str, _Kernel]:
     }
 
 
-F32_MAX = float(np.finfo(np.float32).max)
-
-
 def _f32(x: float) -> float:
     """``x`` rounded to float32, as the reference holds a Python constant."""
     return float(np.float32(x))
@@ -213,7 +210,7 @@ def _constants(binding: Any, classes: int) -> Constants:
     entry = binding.entry
     if entry == "huber":
         # (the kernels compute in float32: a larger delta would be inf there)
-        return _f32(delta_within(values["delta"], F32_MAX)), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
+        return _f32(delta_within(values["delta"], np, np.float32)), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
     if entry == "hinge":
         return 0.0, values["squared"], 0.0, 0.0, 0.0, 0.0, 0.0
     if entry == "cosine_similarity":
