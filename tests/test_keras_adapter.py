@@ -719,6 +719,61 @@ def test_resolves_every_kind_of_identifier() -> None:
     assert as_keras_metric(loss).loss is loss.loss
 
 
+@pytest.fixture
+def keras_float64_and_epsilon() -> Any:
+    """Keras's floatx float64 and epsilon 1e-3 for one test (losskit's own
+    settings stay float32 and 1e-7)."""
+    floatx, epsilon = keras.config.floatx(), keras.config.epsilon()
+    keras.config.set_floatx("float64")
+    keras.config.set_epsilon(1e-3)
+    yield
+    keras.config.set_floatx(floatx)
+    keras.config.set_epsilon(epsilon)
+
+
+def test_losses_without_a_dtype_compute_in_keras_floatx(keras_float64_and_epsilon: Any) -> None:
+    y_true, y_pred = np.array([[0.1, 0.2], [0.3, 0.4]]), np.array([[0.1, 0.25], [0.3, 0.4 + 1e-9]])
+    exact = np.mean((y_true - y_pred) ** 2)
+    for identifier in ("mse", "MeanSquaredError", losskit.MeanSquaredError()):
+        loss = as_keras_loss(identifier)
+        assert (loss.dtype, loss.loss.dtype) == ("float64", "float64")
+        value = loss(y_true, y_pred)
+        assert value.dtype == "float64"
+        # (Keras's own class gives float64 too, but sums in float32: README)
+        assert float(value) == pytest.approx(exact, rel=1e-15)
+        metric = as_keras_metric(identifier)
+        metric.update_state(y_true, y_pred)
+        assert float(metric.result()) == pytest.approx(exact, rel=1e-15)
+    given = losskit.MeanSquaredError(dtype="float32")
+    assert as_keras_loss(given).loss is given
+    assert as_keras_loss(given).dtype == "float32"
+    assert losskit.MeanSquaredError().dtype == "float32"  # losskit's own floatx is apart
+
+
+def test_a_default_dtype_is_left_out_of_the_config(keras_float64_and_epsilon: Any) -> None:
+    default, given = as_keras_loss("huber"), as_keras_loss(losskit.Huber(dtype="float16"))
+    assert "dtype" not in default.get_config()["loss"]["config"]
+    assert given.get_config()["loss"]["config"]["dtype"] == "float16"
+    assert "dtype" not in as_keras_metric("huber").get_config()["loss"]["config"]
+    keras.config.set_floatx("float32")  # the loading session's floatx applies
+    assert KerasLoss.from_config(default.get_config()).dtype == "float32"
+    assert KerasLoss.from_config(given.get_config()).dtype == "float16"
+
+
+def test_keras_epsilon_applies_inside_keras(keras_float64_and_epsilon: Any) -> None:
+    y_true, y_pred = np.array([[0.0, 1.0]]), np.array([[0.5, 1.0]])
+    keras_value = float(keras.losses.MeanAbsolutePercentageError()(y_true, y_pred))
+    assert keras_value == pytest.approx(100 * 0.5 / 1e-3 / 2)
+    assert float(as_keras_loss("mape")(y_true, y_pred)) == pytest.approx(keras_value, rel=1e-12)
+    metric = as_keras_metric("mape")
+    metric.update_state(y_true, y_pred)
+    assert float(metric.result()) == pytest.approx(keras_value, rel=1e-12)
+    assert losskit.epsilon() == 1e-7  # outside Keras, losskit's own
+    assert float(losskit.MeanAbsolutePercentageError()(y_true, y_pred)) == pytest.approx(
+        100 * 0.5 / 1e-7 / 2, rel=1e-6
+    )
+
+
 @pytest.mark.parametrize(
     ("argument", "error", "match"),
     [

@@ -19,6 +19,10 @@ FLOAT_TYPES = ("bfloat16", "float16", "float32", "float64")
 
 _floatx = "float32"
 _epsilon = 1e-7
+# epsilon_within's override: context-local, as prefer_backend's is.
+_epsilon_override: contextvars.ContextVar[float | None] = contextvars.ContextVar(
+    "losskit_epsilon", default=None
+)
 
 
 def floatx() -> str:
@@ -57,7 +61,30 @@ def epsilon() -> float:
     >>> losskit.epsilon()
     1e-07
     """
-    return _epsilon
+    override = _epsilon_override.get()
+    return _epsilon if override is None else override
+
+
+@contextlib.contextmanager
+def epsilon_within(value: float) -> Iterator[None]:
+    """Use ``value`` as epsilon inside the block, in this thread or asyncio
+    task only.  ``losskit.keras`` computes with Keras's epsilon this way, so
+    ``keras.config.set_epsilon`` acts on losskit losses inside Keras as on
+    Keras's own; the value is taken as Keras takes it, unchecked.
+
+    >>> import losskit
+    >>> from losskit._config import epsilon_within
+    >>> with epsilon_within(1e-4):
+    ...     losskit.epsilon()
+    0.0001
+    >>> losskit.epsilon()
+    1e-07
+    """
+    token = _epsilon_override.set(float(value))
+    try:
+        yield
+    finally:
+        _epsilon_override.reset(token)
 
 
 def set_epsilon(value: float) -> None:

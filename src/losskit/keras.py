@@ -26,11 +26,12 @@ weights and masks apply exactly as for Keras's built-in class:
 It accepts a losskit loss object, a per-sample function (losskit's or your
 own) or anything :func:`losskit.get` resolves (a name such as ``"mse"`` or
 ``"Huber"``, a config dict), and keeps the loss's ``name``, ``reduction`` and
-``dtype``.  ``ignore_class`` of :class:`losskit.SparseCategoricalCrossentropy`
-becomes a Keras mask on the per-sample losses, as Keras's own function sets
-one.  Inside Keras, Keras's reduction rules apply (it may broadcast weights
-that enlarge the losses, and sums float16 in float16; see the README's
-"Differences from Keras 3.15").
+``dtype`` (a loss built without a dtype computes in ``keras.config.floatx()``,
+as Keras's own do, and with ``keras.config.epsilon()``).  ``ignore_class`` of
+:class:`losskit.SparseCategoricalCrossentropy` becomes a Keras mask on the
+per-sample losses, as Keras's own function sets one.  Inside Keras, Keras's
+reduction rules apply (it may broadcast weights that enlarge the losses, and
+sums float16 in float16; see the README's "Differences from Keras 3.15").
 
 :func:`as_keras_metric` gives the same loss as a stateful ``keras.metrics.Metric``
 (:class:`KerasMetric`), and both classes are registered with
@@ -49,6 +50,7 @@ arrays through the array API; TensorFlow tensors are not array-API arrays).
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import warnings
@@ -76,7 +78,7 @@ if int(str(keras.__version__).split(".")[0]) < 3:  # pragma: no cover - Keras 2 
         "pip install 'keras>=3.15'."
     )
 
-from losskit import registry
+from losskit import _config, registry
 from losskit.losses import Loss
 
 __all__ = [
@@ -123,7 +125,33 @@ def _resolve(loss: Any, argument: str = "loss") -> Loss:
         resolved = registry.get(resolved)
     if not isinstance(resolved, Loss):  # pragma: no cover - registry.get guarantees it
         raise TypeError(f"`{argument}` did not resolve to a loss: {resolved!r}.")
-    return resolved
+    return _in_keras_floatx(resolved)
+
+
+def _dtype_given(loss: Loss) -> bool:
+    return bool(getattr(loss, "_dtype_given", True))
+
+
+def _in_keras_floatx(loss: Loss) -> Loss:
+    """``loss``, or a copy of it in ``keras.config.floatx()`` where it was
+    built without a dtype: a Keras loss built without one computes in Keras's
+    floatx, which ``keras.config.set_floatx`` sets apart from losskit's."""
+    floatx = keras.config.floatx()
+    if _dtype_given(loss) or loss.dtype == floatx:
+        return loss
+    in_floatx = copy.copy(loss)
+    in_floatx._dtype = floatx
+    return in_floatx
+
+
+def _serialized(loss: Loss) -> dict[str, Any]:
+    """``losskit.serialize(loss)``, leaving out a dtype that was not given:
+    as for Keras's own losses, it is the floatx of the session that loads it."""
+    config = registry.serialize(loss)
+    inner = config.get("config")
+    if not _dtype_given(loss) and isinstance(inner, Mapping):
+        config["config"] = {key: value for key, value in inner.items() if key != "dtype"}
+    return config
 
 
 def _config_names(config: Any) -> set[str]:
@@ -255,14 +283,15 @@ class KerasLoss(keras.losses.Loss):
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """Per-sample losses; a mask from the loss (``ignore_class``) is set on
         them as a Keras mask, which Keras combines with ``y_pred``'s."""
-        values, valid = self._losskit_loss.call_with_mask(y_true, y_pred)
+        with _config.epsilon_within(keras.config.epsilon()):
+            values, valid = self._losskit_loss.call_with_mask(y_true, y_pred)
         if valid is not None:
             _set_keras_mask(values, valid)
         return values
 
     def get_config(self) -> dict[str, Any]:
-        """``{"loss": losskit.serialize(loss)}``."""
-        return {"loss": registry.serialize(self._losskit_loss)}
+        """``{"loss": losskit.serialize(loss)}`` (without a dtype not given)."""
+        return {"loss": _serialized(self._losskit_loss)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasLoss:
@@ -286,7 +315,8 @@ def as_keras_loss(loss: Any) -> KerasLoss:
             :class:`KerasLoss` is returned unchanged.
 
     Returns:
-        A :class:`KerasLoss` with the loss's ``name``, ``reduction`` and ``dtype``.
+        A :class:`KerasLoss` with the loss's ``name``, ``reduction`` and ``dtype``
+        (``keras.config.floatx()`` where the loss was built without one).
 
     Raises:
         TypeError: ``loss`` is not a loss (or is already a Keras loss or metric).
@@ -430,7 +460,8 @@ class KerasMetric(keras.metrics.Metric):
         dtype = self._losskit_loss.dtype
         y_true = ops.convert_to_tensor(y_true, dtype=dtype)
         y_pred = ops.convert_to_tensor(y_pred, dtype=dtype)
-        values, valid = self._losskit_loss.call_with_mask(y_true, y_pred)
+        with _config.epsilon_within(keras.config.epsilon()):
+            values, valid = self._losskit_loss.call_with_mask(y_true, y_pred)
         if len(values.shape) == 0 and len(y_pred.shape) > 0:
             # One value per batch: count it once per sample (Keras's loss tracker).
             values = ops.broadcast_to(values, (y_pred.shape[0],))
@@ -468,7 +499,7 @@ class KerasMetric(keras.metrics.Metric):
 
     def get_config(self) -> dict[str, Any]:
         """``name``, ``dtype`` and ``{"loss": losskit.serialize(loss)}``."""
-        return {**super().get_config(), "loss": registry.serialize(self._losskit_loss)}
+        return {**super().get_config(), "loss": _serialized(self._losskit_loss)}
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> KerasMetric:

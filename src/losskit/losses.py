@@ -124,6 +124,8 @@ class Loss:
         self.name = name or unique_name(to_snake_case(type(self).__name__))
         self.reduction = standardize_reduction(reduction)
         self._dtype = _array.standardize_float_type(dtype)
+        # losskit.keras gives a loss built without a dtype Keras's floatx().
+        self._dtype_given = dtype is not None
 
     @property
     def dtype(self) -> str:
