@@ -257,6 +257,43 @@ def test_huber_delta_much_larger_than_the_errors(
     )
 
 
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("rows", [3, BIG])
+@pytest.mark.parametrize("reduction", ["none", "sum_over_batch_size"])
+@pytest.mark.parametrize(
+    ("low", "high", "delta", "dtype"),
+    [
+        (1.9e19, 2.5e19, 1e30, "float32"),
+        (260.0, 300.0, 1e4, "float16"),
+    ],
+)
+def test_huber_errors_whose_square_overflows(
+    library: str, rows: int, reduction: str, low: float, high: float, delta: float, dtype: str
+) -> None:
+    """The square of an error within delta overflows the dtype: inf, as in
+    Keras and the reference.  The fused kernels took 0.5 q q in float64 and
+    torch's huber_loss (0.5 q) q: both finite (2e38 for 2e19 in float32).
+    (float16 stays below 65504 rows, where Keras's count is inf and its mean
+    NaN: losskit sums and counts float16 in float32, README.)"""
+    if dtype == "float16":
+        rows = min(rows, 8192)
+    y_pred = np.linspace(low, high, rows, dtype=dtype).reshape(-1, 1)
+    y_true = np.zeros_like(y_pred)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "overflow encountered", RuntimeWarning)
+        want, _ = _keras_huber(delta, dtype, y_true, y_pred)
+        assert np.isinf(want).all()
+        loss = losskit.Huber(delta=delta, reduction=reduction, dtype=dtype)
+        if library == "numpy":
+            value = loss(y_true, y_pred)
+        elif library == "torch":
+            value = loss(torch.tensor(y_true), torch.tensor(y_pred)).numpy()
+        else:
+            value = loss(jnp.asarray(y_true), jnp.asarray(y_pred))
+    assert np.asarray(value).shape == ((rows,) if reduction == "none" else ())
+    assert np.isposinf(np.asarray(value)).all()
+
+
 # -- empty batches and empty class axes ------------------------------------------------
 
 

@@ -1004,6 +1004,24 @@ def test_kernels_compile_for_a_gpu() -> None:
     assert "compiled 52 to cubin 9" in done.stdout
 
 
+def test_huber_errors_whose_square_overflows_float32() -> None:
+    """q * q first, as the reference squares: (0.5 q) q was finite (2e38 for
+    an error of 2e19), the reference's and Keras's inf."""
+    y_pred = torch.zeros((ROWS, 1))
+    y_pred[0] = 2e19  # one such error: its sum would not overflow float32 by itself
+    y_pred = y_pred.to(DEVICE)
+    loss = losskit.Huber(delta=1e30, reduction="sum")
+    with on_device():
+        value = gpu.fused_call(loss, torch.zeros_like(y_pred), y_pred, None, None)
+    with losskit.prefer_backend("reference"):
+        assert torch.isinf(loss(torch.zeros_like(y_pred), y_pred))
+    assert value is None or torch.isinf(value)  # the check hands inf totals to the reference
+    unreduced = losskit.Huber(delta=1e30, reduction="none")
+    with on_device():
+        values = gpu.fused_call(unreduced, torch.zeros_like(y_pred), y_pred, None, None)
+    assert values is None or torch.isinf(values).all()
+
+
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_huber_delta_beyond_the_float32_range(dtype: str) -> None:
     """A delta the kernels' float32 cannot hold was inf there, and the

@@ -52,7 +52,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from losskit import _config, kernels
+from losskit import _array, _config, kernels
 from losskit.functional.regression import delta_within
 
 __all__ = ["native_call"]
@@ -290,6 +290,18 @@ def _without_forward_mode(arguments: dict[str, Any], y_pred: Tensor) -> bool:
     return not torch._C._are_functorch_transforms_active() and dual_level < 0
 
 
+def _huber_applies(arguments: dict[str, Any], y_pred: Tensor) -> bool:
+    """No forward-mode derivative asked (:func:`_without_forward_mode`), and
+    ``delta`` at most the square root of the dtype's largest value: torch's
+    ``huber_loss`` computes ``(0.5 q) q``, finite where the reference's
+    ``q * q`` overflows (a float32 error of 2e19 with delta 1e30: 2e38 there,
+    inf in the reference and in Keras)."""
+    largest = _array.largest_finite(sys.modules["torch"], y_pred.dtype)
+    return float(arguments["delta"]) <= math.sqrt(largest) and _without_forward_mode(
+        arguments, y_pred
+    )
+
+
 def _huber(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Tensor:
     huber_loss = _FACTS["nn"].huber_loss
     # within the dtype's range, as the reference holds it (an inf error with a
@@ -486,9 +498,7 @@ def _register() -> dict[type, _Lowering]:
                 _mean_squared_error, native_below=_elementwise_crossover
             ),
             losses.MeanAbsoluteError: _Lowering(_mean_absolute_error),
-            losses.Huber: _Lowering(
-                _huber, _without_forward_mode, native_below=_elementwise_crossover
-            ),
+            losses.Huber: _Lowering(_huber, _huber_applies, native_below=_elementwise_crossover),
             losses.Poisson: _Lowering(_poisson),
             losses.MeanAbsolutePercentageError: _Lowering(_mean_absolute_percentage_error),
             losses.MeanSquaredLogarithmicError: _Lowering(_mean_squared_logarithmic_error),

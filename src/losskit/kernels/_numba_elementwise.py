@@ -113,7 +113,7 @@ def huber(t, p, a, b):  # type: ignore[no-untyped-def]
     e = p - t
     abs_e = abs(e)
     q = min(abs_e, a)
-    value = 0.5 * q * q + a * (abs_e - q)
+    value = 0.5 * (q * q) + a * (abs_e - q)  # q * q overflows as the reference's square
     return value, (e if abs_e <= a else a * sign(e))
 
 

@@ -144,7 +144,7 @@ def _term(t, p, k0, k1, k2, k3, k4, k5, k6, LOSS: tl.constexpr, SQUARE: tl.const
         e = p - t
         abs_e = tl.abs(e)
         q = tl.minimum(abs_e, k0)
-        value = 0.5 * q * q + k0 * (abs_e - q)
+        value = 0.5 * (q * q) + k0 * (abs_e - q)  # q * q overflows as the reference's square
         slope = tl.where(abs_e <= k0, e, k0 * _sign(e))
     elif LOSS == 5:
         # e + softplus(-2e) - log 2 = |e| + log1p(z) - log 2 with z = exp(-2|e|);
