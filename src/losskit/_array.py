@@ -568,6 +568,23 @@ def no_gradient(xp: Namespace, x: Array) -> Array:
     return x
 
 
+def logaddexp(xp: Namespace, a: Array, b: Array) -> Array:
+    """``log(exp(a) + exp(b))``, with derivatives of every order finite: on
+    torch through :mod:`losskit._torch_logaddexp` (torch's own second
+    derivative is NaN once the arguments are 88 apart in float32); other
+    libraries use their own (JAX's derivative is stable).
+
+    >>> import numpy as np
+    >>> float(logaddexp(np, np.float64(0.0), np.float64(0.0)))  # log 2
+    0.6931471805599453
+    """
+    if array_api_compat.is_torch_namespace(xp):
+        from losskit._torch_logaddexp import logaddexp as torch_logaddexp
+
+        return torch_logaddexp(a, b)
+    return xp.logaddexp(a, b)
+
+
 def _restore(xp: Namespace, x: Array, dtype: Any) -> Array:
     return as_ndarray(x if x.dtype == dtype else xp.astype(x, dtype))
 

@@ -281,7 +281,8 @@ def _mean_absolute_error(loss: Any, t: Tensor, p: Tensor, reduction: int) -> Ten
 
 def _without_forward_mode(arguments: dict[str, Any], y_pred: Tensor) -> bool:
     """Whether no forward-mode derivative can be asked of the call: torch's
-    ``huber_loss`` has none for its backward, so a Hessian-vector product by
+    ``huber_loss`` has none for its backward, and ``mse_loss``'s (mean)
+    raises "ZeroTensors are immutable", so a Hessian-vector product by
     ``torch.func.jvp`` over ``grad`` (or forward-mode Jacobians) failed in
     PyTorch; under function transforms and dual levels the reference goes."""
     torch = sys.modules["torch"]
@@ -495,7 +496,7 @@ def _register() -> dict[type, _Lowering]:
     _LOWERINGS.update(
         {
             losses.MeanSquaredError: _Lowering(
-                _mean_squared_error, native_below=_elementwise_crossover
+                _mean_squared_error, _without_forward_mode, native_below=_elementwise_crossover
             ),
             losses.MeanAbsoluteError: _Lowering(_mean_absolute_error),
             losses.Huber: _Lowering(_huber, _huber_applies, native_below=_elementwise_crossover),

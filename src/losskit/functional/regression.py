@@ -243,5 +243,5 @@ def log_cosh_values(xp: Namespace, y_true: Array, y_pred: Array) -> Array:
 
 
 def softplus(xp: Namespace, x: Array) -> Array:
-    """``log(1 + exp(x))`` without overflow."""
-    return xp.logaddexp(x, xp.zeros_like(x))
+    """``log(1 + exp(x))`` without overflow (derivatives of every order finite)."""
+    return _array.logaddexp(xp, x, xp.zeros_like(x))

@@ -120,7 +120,7 @@ def _ctc_inputs(y_true: Any, y_pred: Any) -> tuple[Namespace, Array, Array]:
 
 def _add_to_later_phis(xp: Namespace, phi: Array, added: Array) -> Array:
     """``phi[:, 1:] = logaddexp(phi[:, 1:], added)``, out of place."""
-    return xp.concat([phi[:, :1], xp.logaddexp(phi[:, 1:], added)], axis=1)
+    return xp.concat([phi[:, :1], _array.logaddexp(xp, phi[:, 1:], added)], axis=1)
 
 
 def _recursion_step(xp: Namespace, repeat: Array) -> _Step:
@@ -133,12 +133,12 @@ def _recursion_step(xp: Namespace, repeat: Array) -> _Step:
         phi, emit = state
         emit_log_prob, blank_log_prob = log_probs
         # from label k to state k+1 without a step (barred if label k+1 repeats k)
-        entered_tail = xp.logaddexp(phi[:, 1:], emit + blocked_if_repeat)
+        entered_tail = _array.logaddexp(xp, phi[:, 1:], emit + blocked_if_repeat)
         entered = xp.concat([phi[:, :1], entered_tail], axis=1)
         # emit label k+1: entering it from state k, or staying on it
-        next_emit = xp.logaddexp(entered[:, :-1], emit) + emit_log_prob
+        next_emit = _array.logaddexp(xp, entered[:, :-1], emit) + emit_log_prob
         # a blank: staying in state k, or from label k when label k+1 repeats it
-        later = xp.logaddexp(entered_tail, emit + blocked_unless_repeat) + blank_log_prob
+        later = _array.logaddexp(xp, entered_tail, emit + blocked_unless_repeat) + blank_log_prob
         next_phi = xp.concat([phi[:, :1] + blank_log_prob, later], axis=1)
         return next_phi, next_emit
 
