@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import math
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,10 +20,14 @@ FLOAT_TYPES = ("bfloat16", "float16", "float32", "float64")
 
 _floatx = "float32"
 _epsilon = 1e-7
-# epsilon_within's override: context-local, as prefer_backend's is.
+# epsilon_within's override: context-local, as prefer_backend's is.  The
+# ContextVar is read only while some context holds an override (torch.compile
+# cannot trace ContextVar.get: every loss would break its graph).
 _epsilon_override: contextvars.ContextVar[float | None] = contextvars.ContextVar(
     "losskit_epsilon", default=None
 )
+_epsilon_overrides_held = 0
+_epsilon_overrides_lock = threading.Lock()
 
 
 def floatx() -> str:
@@ -61,6 +66,8 @@ def epsilon() -> float:
     >>> losskit.epsilon()
     1e-07
     """
+    if not _epsilon_overrides_held:
+        return _epsilon
     override = _epsilon_override.get()
     return _epsilon if override is None else override
 
@@ -80,11 +87,16 @@ def epsilon_within(value: float) -> Iterator[None]:
     >>> losskit.epsilon()
     1e-07
     """
+    global _epsilon_overrides_held
+    with _epsilon_overrides_lock:
+        _epsilon_overrides_held += 1
     token = _epsilon_override.set(float(value))
     try:
         yield
     finally:
         _epsilon_override.reset(token)
+        with _epsilon_overrides_lock:
+            _epsilon_overrides_held -= 1
 
 
 def set_epsilon(value: float) -> None:
