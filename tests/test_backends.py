@@ -249,10 +249,14 @@ def test_eager_jax_calls_run_one_compiled_function_per_loss() -> None:
     y_true, y_pred = rng.random((8, 3)), rng.random((8, 3))
     weight, mask = rng.random(8), rng.random(8) > 0.3
     loss = losskit.MeanAbsolutePercentageError(dtype="float64")
-    value = loss(jnp.asarray(y_true), jnp.asarray(y_pred), jnp.asarray(weight), mask)
+    value = loss(jnp.asarray(y_true), jnp.asarray(y_pred), jnp.asarray(weight))
     assert loss in losses_module._JAX_COMPILED
-    expected = loss(y_true, y_pred, weight, mask)  # NumPy: the eager reference
+    expected = loss(y_true, y_pred, weight)  # NumPy: the eager reference
     np.testing.assert_allclose(np.asarray(value), expected, rtol=1e-12)
+    # a mask runs eagerly (XLA would compile the masked product as a select)
+    masked = loss(jnp.asarray(y_true), jnp.asarray(y_pred), jnp.asarray(weight), mask)
+    np.testing.assert_allclose(np.asarray(masked), loss(y_true, y_pred, weight, mask), rtol=1e-12)
+    assert len(losses_module._JAX_COMPILED[loss]) == 1
     # epsilon is read at call time, also through the cache
     losskit.set_epsilon(10.0**-2)
     changed = loss(jnp.asarray(y_true * 0.0), jnp.asarray(y_pred))

@@ -164,6 +164,29 @@ def test_torch_func_over_labels_and_weights_of_a_large_call(make: object) -> Non
     torch.testing.assert_close(by_weights, want_weights)
 
 
+def test_eager_jax_calls_keep_the_references_nan_and_inf() -> None:
+    """The cached jit is left out where XLA's compiled code differs: a mask
+    (a masked-out inf was 0, the reference's inf * 0 is NaN), bfloat16 (a NaN
+    probability gave a finite loss at 8192 rows) and a preference for the
+    reference (which did not reach JAX)."""
+    from losskit import losses
+
+    y_true = jnp.asarray([[0.0, 0.5], [1.0, 1.0], [1.0, 0.5]])
+    y_pred = jnp.asarray([[np.inf, 0.5], [1.0, 2.0], [2.0, 0.5]])
+    mask = jnp.asarray([False, True, True])
+    loss = losskit.MeanAbsoluteError(reduction="sum")
+    assert np.isnan(loss(y_true, y_pred, mask=mask))
+    probabilities = np.full((8192, 8), 0.125)
+    probabilities[0, 3] = np.nan
+    crossentropy = losskit.CategoricalCrossentropy(dtype="bfloat16")
+    labels = jnp.asarray(np.tile(np.eye(8)[3], (8192, 1)), "bfloat16")
+    assert np.isnan(float(crossentropy(labels, jnp.asarray(probabilities, "bfloat16"))))
+    unmasked = losskit.MeanSquaredError()
+    with losskit.prefer_backend("reference"):
+        unmasked(y_true, y_pred)
+    assert unmasked not in losses._JAX_COMPILED
+
+
 def test_a_long_alpha_changed_in_place_between_eager_jax_calls() -> None:
     """The compiled function was keyed by the attributes' repr, which elides
     the middle of an array longer than 1000: an alpha of 2000 classes changed

@@ -165,7 +165,7 @@ class Loss:
         fused kernels; then the NumPy fast path or the torch lowering."""
         if type(y_pred) is _np.ndarray and y_pred.size < kernels.MIN_ELEMENTS:
             return _numpy_fast.fast_call(self, y_true, y_pred, sample_weight, mask)
-        if _eager_jax_call(y_true, y_pred, sample_weight, mask):
+        if _eager_jax_call(y_true, y_pred, sample_weight, mask) and self._dtype in _JIT_DTYPES:
             return _compiled_for_jax(self)(y_true, y_pred, sample_weight, mask)
         native_first = _torch_native.takes_first(self, y_pred)
         if native_first:
@@ -240,14 +240,25 @@ _JAX_COMPILED: weakref.WeakKeyDictionary[Loss, dict[Any, Callable[..., Any]]] = 
 )
 
 
+# XLA compiles some operations on CPU otherwise than they run one by one: in
+# bfloat16 a clip of a NaN ratio gave the clip's bound (a finite loss from a NaN
+# prediction), and ``values * mask`` becomes a select, so a masked-out inf is 0
+# where the reference gives inf * 0 = NaN.  The cached jit is the reference's
+# function only without a mask and in float32/float64.
+_JIT_DTYPES = ("float32", "float64")
+
+
 def _eager_jax_call(y_true: Any, y_pred: Any, sample_weight: Any, mask: Any) -> bool:
     """Whether ``y_pred`` is a concrete JAX array (not a tracer: inside a
-    user's ``jit`` the loss is traced as it is) and the other inputs are
-    arrays of numbers or None, which ``jax.jit`` takes as arguments."""
+    user's ``jit`` the loss is traced as it is), ``y_true`` and the weights
+    are arrays of numbers or None, which ``jax.jit`` takes as arguments,
+    there is no mask, and fast paths are preferred."""
     jax = sys.modules.get("jax")
     if jax is None or not isinstance(y_pred, jax.Array) or isinstance(y_pred, jax.core.Tracer):
         return False
-    return all(_jit_argument(x) for x in (y_true, sample_weight, mask)) and y_true is not None
+    if mask is not None or y_true is None or _config.backend_preference() != "fast":
+        return False
+    return _jit_argument(y_true) and _jit_argument(sample_weight)
 
 
 def _jit_argument(x: Any) -> bool:
