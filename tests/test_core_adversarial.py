@@ -504,3 +504,63 @@ def test_huber_hessian_vector_product_forward_over_reverse_on_torch(rows: int) -
     # the second derivative of the mean: 1 / size inside delta, 0 outside
     inside = ((y_pred - y_true).abs() <= 0.5).double()
     torch.testing.assert_close(got, vector * inside / y_pred.numel(), rtol=1e-12, atol=1e-15)
+
+
+# -- float16: sums that are divided or logged, and normalised vectors -------------------
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+@pytest.mark.parametrize("name", ["Dice", "Tversky"])
+def test_float16_overlap_of_a_large_mask(library: str, name: str) -> None:
+    """Sums past 65504 were inf before the division: NaN (Keras: NaN too)."""
+    rng = np.random.default_rng(0)
+    y_true = (rng.uniform(size=(512, 512)) < 0.5).astype("float16")
+    y_pred = rng.uniform(size=(512, 512)).astype("float16")
+    exact = float(getattr(losskit, name)(dtype="float64")(y_true.astype("f8"), y_pred.astype("f8")))
+    convert = {"numpy": np.asarray, "torch": torch.tensor, "jax": jnp.asarray}[library]
+    got = getattr(losskit, name)(dtype="float16")(convert(y_true), convert(y_pred))
+    assert str(got.dtype).endswith("float16")
+    assert float(got) == pytest.approx(exact, rel=2e-3)
+
+
+def test_float16_dice_gradient_on_jax() -> None:
+    """JAX's derivative of the division squares the denominator: past a sum
+    of 256 it overflowed float16, and every y_true = 0 pixel got 0."""
+    import jax
+
+    rng = np.random.default_rng(0)
+    y_true = (rng.uniform(size=(64, 64)) < 0.5).astype("float16")
+    y_pred = rng.uniform(size=(64, 64)).astype("float16")
+
+    def gradient(dtype: str) -> np.ndarray:
+        loss = losskit.Dice(dtype=dtype)
+        found = jax.grad(lambda p: loss(jnp.asarray(y_true, dtype), p))(jnp.asarray(y_pred, dtype))
+        return np.asarray(found, dtype="f8")
+
+    exact = gradient("float64")
+    np.testing.assert_allclose(gradient("float16"), exact, rtol=5e-3, atol=1e-3 * abs(exact).max())
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_float16_crossentropy_over_a_large_vocabulary(library: str) -> None:
+    """The softmax's normaliser, a sum of 10^5 exponentials, was inf in float16."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=0.1, size=(4, 100_000)).astype("float16")
+    labels = np.array([1, 2, 3, 4])
+    loss = losskit.SparseCategoricalCrossentropy(from_logits=True, dtype="float16")
+    exact = losskit.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")(
+        labels, logits.astype("f8")
+    )
+    convert = {"torch": torch.tensor, "jax": jnp.asarray}[library]
+    assert float(loss(convert(labels), convert(logits))) == pytest.approx(float(exact), rel=2e-3)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_float16_cosine_similarity_of_a_zero_vector(library: str) -> None:
+    """eps² is 0 in float16 and 1 / eps out of its range: the value was NaN."""
+    y_true = np.array([[1.0, 2.0, 3.0], [1.0, 0.0, 1.0]], dtype="float16")
+    y_pred = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, 0.0]], dtype="float16")
+    convert = {"numpy": np.asarray, "torch": torch.tensor, "jax": jnp.asarray}[library]
+    loss = losskit.CosineSimilarity(reduction=None, dtype="float16")
+    got = loss(convert(y_true), convert(y_pred))
+    np.testing.assert_allclose(np.asarray(got, dtype="f8"), [0.0, -0.5], atol=1e-3)

@@ -531,13 +531,23 @@ def total(
     x: Array,
     axis: int | tuple[int, ...] | None = None,
     keepdims: bool = False,
+    keep_wide: bool = False,
 ) -> Array:
-    """Sum over ``axis``, accumulated in float32 for low-precision input."""
+    """Sum over ``axis``, accumulated in float32 for low-precision input, and
+    cast back to its dtype unless ``keep_wide`` (for a division or logarithm
+    of the sum that should not see float16 overflow past 65504: cast its
+    result back with :func:`narrowed`)."""
     if type(x) is _np.ndarray and x.dtype in _NUMPY_WIDE_FLOATS:
         # the sum the namespace's wrapper ends in, without its Python layers
         return as_ndarray(_np.add.reduce(x, axis=axis, keepdims=keepdims))  # type: ignore[call-overload]
     wide, dtype = _upcast(xp, x)
-    return _restore(xp, xp.sum(wide, axis=axis, keepdims=keepdims), dtype)
+    summed = xp.sum(wide, axis=axis, keepdims=keepdims)
+    return summed if keep_wide else _restore(xp, summed, dtype)
+
+
+def narrowed(xp: Namespace, x: Array, dtype: Any) -> Array:
+    """``x`` (computed from sums kept wide) cast back to ``dtype``."""
+    return _restore(xp, x, dtype)
 
 
 def amax(xp: Namespace, x: Array, axis: int, keepdims: bool = False) -> Array:

@@ -162,7 +162,10 @@ def log_softmax(xp: Namespace, x: Array, axis: int) -> Array:
     if x.shape[axis] == 0:  # no classes: nothing to normalise (the maximum has no identity)
         return x
     shifted = x - _array.no_gradient(xp, _array.amax(xp, x, axis=axis, keepdims=True))
-    return shifted - xp.log(_array.total(xp, xp.exp(shifted), axis=axis, keepdims=True))
+    # the sum and its logarithm in float32 for half precision (a float16 sum
+    # of 10^5 classes' exponentials overflows)
+    summed = _array.total(xp, xp.exp(shifted), axis=axis, keepdims=True, keep_wide=True)
+    return shifted - _array.narrowed(xp, xp.log(summed), shifted.dtype)
 
 
 def log_probabilities(xp: Namespace, y_pred: Array, from_logits: bool, axis: int) -> Array:
@@ -173,7 +176,8 @@ def log_probabilities(xp: Namespace, y_pred: Array, from_logits: bool, axis: int
     if from_logits:
         return log_softmax(xp, y_pred, axis)
     eps = _config.epsilon()
-    probabilities = y_pred / _array.total(xp, y_pred, axis=axis, keepdims=True)
+    summed = _array.total(xp, y_pred, axis=axis, keepdims=True, keep_wide=True)
+    probabilities = _array.narrowed(xp, y_pred / summed, y_pred.dtype)  # clipped in its own dtype
     return xp.log(_array.clip(xp, probabilities, eps, 1.0 - eps))
 
 

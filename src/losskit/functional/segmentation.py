@@ -49,11 +49,15 @@ def dice_values(xp: Namespace, y_true: Array, y_pred: Array, axes: tuple[int, ..
     """:func:`dice`'s math on checked arrays (same shape and dtype, in
     ``xp``) over normalised ``axes``; the fast path for plain NumPy arrays
     calls it too."""
-    return dice_from_sums(
-        _array.total(xp, y_true * y_pred, axis=axes),
-        _array.total(xp, y_true, axis=axes),
-        _array.total(xp, y_pred, axis=axes),
+    # sums and the division in float32 for float16/bfloat16: sums past 65504
+    # (a 512 x 512 mask) were inf, and JAX's derivative of the division squares
+    # the denominator (float16 gradients were 0 past a sum of 256)
+    dice = dice_from_sums(
+        _array.total(xp, y_true * y_pred, axis=axes, keep_wide=True),
+        _array.total(xp, y_true, axis=axes, keep_wide=True),
+        _array.total(xp, y_pred, axis=axes, keep_wide=True),
     )
+    return _array.narrowed(xp, dice, y_pred.dtype)
 
 
 def dice_from_sums(intersection: Any, true_sum: Any, pred_sum: Any) -> Any:
@@ -106,13 +110,14 @@ def tversky_unchecked(y_true: Any, y_pred: Any, alpha: float, beta: float, axis:
     """:func:`tversky` with ``alpha`` and ``beta`` already validated."""
     alpha, beta = float(alpha), float(beta)
     xp, y_true, y_pred, axes = _overlap_pair(y_true, y_pred, axis, "tversky")
-    return tversky_from_counts(
-        _array.total(xp, y_true * y_pred, axis=axes),
-        _array.total(xp, (1.0 - y_true) * y_pred, axis=axes),
-        _array.total(xp, y_true * (1.0 - y_pred), axis=axes),
+    tversky = tversky_from_counts(  # in float32 for half precision, as dice_values
+        _array.total(xp, y_true * y_pred, axis=axes, keep_wide=True),
+        _array.total(xp, (1.0 - y_true) * y_pred, axis=axes, keep_wide=True),
+        _array.total(xp, y_true * (1.0 - y_pred), axis=axes, keep_wide=True),
         alpha,
         beta,
     )
+    return _array.narrowed(xp, tversky, y_pred.dtype)
 
 
 def tversky_from_counts(
