@@ -641,6 +641,31 @@ def test_metric_equals_the_loss_in_fit_and_evaluate() -> None:
         np.testing.assert_allclose(dice["dice"], dice["loss"], rtol=RTOL)
 
 
+def _masked_metric_run() -> dict[str, float]:
+    """Weights and a mask from ``ignore_class``: on torch, Keras 3.15 scaled
+    the batch's weights in place while computing the loss, and the metric got
+    them scaled (4.5 against the loss's 3.0)."""
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(6, 4)).astype("float32")
+    labels = np.array([0, 1, 2, 0, 1, 2], "int32")
+    w = np.array([1.0, 2.0, 1.0, 1.0, 0.5, 1.0], "float32")
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="softmax")])
+    loss = losskit.SparseCategoricalCrossentropy(ignore_class=0)
+    model.compile(loss=as_keras_loss(loss), weighted_metrics=[as_keras_metric(loss, name="m")])
+    result: dict[str, float] = model.evaluate(
+        x, labels, sample_weight=w, batch_size=6, verbose=0, return_dict=True
+    )
+    return result
+
+
+def _assert_masked_metric_equals_loss(run: dict[str, float]) -> None:
+    np.testing.assert_allclose(run["m"], run["loss"], rtol=RTOL)
+
+
+def test_weighted_metric_with_a_mask_equals_the_loss() -> None:
+    _assert_masked_metric_equals_loss(_masked_metric_run())
+
+
 def _evaluate_metric_model(
     x: np.ndarray, y: np.ndarray, w: np.ndarray | None, loss: Any = "mse"
 ) -> dict[str, float]:
@@ -865,6 +890,7 @@ def _torch_backend_results(directory: str) -> dict[str, Any]:
         "scenarios": {name: attempt(scenario, name) for name in SCENARIOS},
         "builtin": {info.cls.__name__: attempt(builtin, info) for info in LOSSES},
         "metric": attempt(lambda: _jsonable(_metric_run())),
+        "masked metric": attempt(lambda: {k: float(v) for k, v in _masked_metric_run().items()}),
         "saved": attempt(saved),
     }
 
@@ -919,6 +945,7 @@ def test_torch_backend_gives_keras_numbers(tmp_path: Path) -> None:
     for name, runs in results["builtin"].items():
         check(f"loss {name}", runs, same_run(f"loss {name} (torch)"))
     check("metric", results["metric"], _assert_metric_equals_loss)
+    check("masked metric", results["masked metric"], _assert_masked_metric_equals_loss)
     check("saved model", results["saved"], _assert_saved_round_trip)
     if failures:
         pytest.fail(

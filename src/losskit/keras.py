@@ -53,6 +53,7 @@ from __future__ import annotations
 import copy
 import inspect
 import math
+import sys
 import warnings
 from collections.abc import Mapping
 from types import FrameType
@@ -279,6 +280,17 @@ class KerasLoss(keras.losses.Loss):
     def loss(self) -> Loss:
         """The wrapped losskit loss."""
         return self._losskit_loss
+
+    def __call__(self, y_true: Any, y_pred: Any, sample_weight: Any = None) -> Any:
+        """Keras's ``Loss.__call__`` on a copy of a torch ``sample_weight``:
+        Keras 3.15 scales the weights by a mask in place on torch (its cast to
+        the same dtype returns the same tensor), and then gives the batch's
+        scaled weights to the metrics, so a weighted metric with a mask
+        (``ignore_class``, ``mask_zero``) counted the mask twice."""
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(sample_weight, torch.Tensor):
+            sample_weight = sample_weight.clone()
+        return super().__call__(y_true, y_pred, sample_weight=sample_weight)
 
     def call(self, y_true: Any, y_pred: Any) -> Any:
         """Per-sample losses; a mask from the loss (``ignore_class``) is set on
