@@ -90,6 +90,21 @@ def test_softplus_hessian_of_saturated_inputs(loss: Any) -> None:
     assert_hvps_match(loss, y_true, y_pred)
 
 
+def test_forward_over_forward_hessian() -> None:
+    """jacfwd(jacfwd): forward mode alone, where no tensor requires grad, was
+    torch.logaddexp's NaN at every entry."""
+    from torch.func import jacfwd
+
+    loss = losskit.BinaryCrossentropy(from_logits=True, dtype="float64")
+    y_true = np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 0.0]])
+    y_pred = np.array([[800.0, -3.0, 0.0], [1.0, -900.0, 0.5]])
+    want = jax.hessian(lambda p: loss(jnp.asarray(y_true), p))(jnp.asarray(y_pred))
+    for path in ("fast", "reference"):
+        with losskit.prefer_backend(path):
+            found = jacfwd(jacfwd(lambda p: loss(torch.tensor(y_true), p)))(torch.tensor(y_pred))
+        np.testing.assert_allclose(found.numpy(), np.asarray(want), rtol=1e-9, atol=1e-12)
+
+
 def test_saturated_hessian_with_a_mask_equals_without() -> None:
     """A mask takes the reference path: its Hessian was NaN, the lowering's 0."""
     loss = losskit.LogCosh()

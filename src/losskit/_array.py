@@ -545,6 +545,11 @@ def total(
     return summed if keep_wide else _restore(xp, summed, dtype)
 
 
+def widened(xp: Namespace, x: Array) -> Array:
+    """``x`` in its accumulation dtype (float32 for float16/bfloat16)."""
+    return _upcast(xp, x)[0]
+
+
 def narrowed(xp: Namespace, x: Array, dtype: Any) -> Array:
     """``x`` (computed from sums kept wide) cast back to ``dtype``."""
     return _restore(xp, x, dtype)

@@ -37,10 +37,10 @@ def logaddexp(a: Any, b: Any) -> Any:
     >>> torch.autograd.grad(grad.sum(), a)[0].tolist()   # torch.logaddexp's: [1.0, nan]
     [1.0, 0.0]
     """
+    if _traced_or_transformed():  # (forward mode asks no requires_grad: checked first)
+        return _composite(a, b)
     if not (a.requires_grad or b.requires_grad) or not torch.is_grad_enabled():
         return torch.logaddexp(a, b)
-    if _traced_or_transformed():
-        return _composite(a, b)
     return _LogAddExp.apply(a, b)
 
 

@@ -131,7 +131,7 @@ def l2_normalize(xp: Namespace, x: Array, axis: tuple[int, ...]) -> Array:
     eps = _config.epsilon()
     # in float32 for half precision: eps * eps is 0 in float16, and 1 / eps
     # beyond its range (a zero vector was NaN)
-    wide = xp.astype(x, xp.float32) if _array.accumulation_dtype(xp, x.dtype) != x.dtype else x
+    wide = _array.widened(xp, x)
     square_sum = _array.total(xp, xp.square(wide), axis=axis, keepdims=True)
     return _array.narrowed(xp, wide / xp.sqrt(_array.maximum(xp, square_sum, eps * eps)), x.dtype)
 
